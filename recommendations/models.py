@@ -1,0 +1,160 @@
+"""Vectors, precomputed neighbours and shopper interactions.
+
+Every vector row says which embedding space made it (encoder + weights); vectors of different spaces are
+never compared. Vectors are ``halfvec`` without a fixed dimension in the column: each space gets its own
+partial HNSW index on ``(vector::halfvec(<dims>))`` (see ``services.ensure_space_index``), because pgvector
+indexes ``vector`` only up to 2,000 dimensions and ResNet-50 has 2,048.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from pgvector.django import HalfVectorField
+
+from recommendations.querysets import EmbeddingSpaceQuerySet, InteractionQuerySet
+
+PRODUCT_MODEL = getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
+IMAGE_MODEL = getattr(settings, "RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage")
+
+
+class EmbeddingSpace(models.Model):
+    """One encoder with one set of weights. Exactly one space is active for queries at a time."""
+
+    class State(models.TextChoices):
+        BUILDING = "building", "Building"
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    encoder = models.CharField(max_length=64)
+    weights_id = models.CharField(max_length=128)
+    dimensions = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.BUILDING, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EmbeddingSpaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["encoder", "weights_id"], name="space_unique_encoder_weights"),
+            # At most one active space: queries never mix encoders.
+            models.UniqueConstraint(fields=["state"], condition=models.Q(state="active"), name="space_one_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.encoder} ({self.weights_id}, {self.dimensions}-d, {self.state})"
+
+
+class ImageEmbedding(models.Model):
+    """The vector of one catalog image in one space, or why it could not be made."""
+
+    class Status(models.TextChoices):
+        EMBEDDED = "embedded", "Embedded"
+        FAILED = "failed", "Failed"
+
+    space = models.ForeignKey(EmbeddingSpace, related_name="image_embeddings", on_delete=models.CASCADE)
+    image = models.ForeignKey(IMAGE_MODEL, related_name="embeddings", on_delete=models.CASCADE)
+    product = models.ForeignKey(PRODUCT_MODEL, related_name="image_embeddings", on_delete=models.CASCADE)
+    # The bytes the vector was made from: a changed image has a new digest and is embedded again.
+    sha256 = models.CharField(max_length=64, db_index=True)
+    vector = HalfVectorField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.EMBEDDED)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["space", "image"], name="imageembedding_unique_space_image")]
+        indexes = [models.Index(fields=["space", "product"], name="imageembedding_space_product")]
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} in space {self.space_id}"
+
+
+class ProductEmbedding(models.Model):
+    """A product's query vector in one space: its primary image's vector or the mean of its images'."""
+
+    space = models.ForeignKey(EmbeddingSpace, related_name="product_embeddings", on_delete=models.CASCADE)
+    product = models.ForeignKey(PRODUCT_MODEL, related_name="embeddings", on_delete=models.CASCADE)
+    vector = HalfVectorField()
+    # Digests of the product's images: products sharing a byte-identical photo are not each other's matches.
+    image_sha256s = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["space", "product"], name="productembedding_unique_space_product")
+        ]
+        indexes = [models.Index(fields=["product", "space"], name="productembedding_product_space")]
+
+    def __str__(self) -> str:
+        return f"product {self.product_id} in space {self.space_id}"
+
+
+class ProductNeighbour(models.Model):
+    """Precomputed exact top-K neighbours of a product (``manage.py compute_neighbours``)."""
+
+    space = models.ForeignKey(EmbeddingSpace, related_name="neighbours", on_delete=models.CASCADE)
+    product = models.ForeignKey(PRODUCT_MODEL, related_name="+", on_delete=models.CASCADE)
+    neighbour = models.ForeignKey(PRODUCT_MODEL, related_name="+", on_delete=models.CASCADE)
+    rank = models.PositiveSmallIntegerField()
+    score = models.FloatField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["product", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["space", "product", "rank"], name="productneighbour_unique_rank")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} → {self.neighbour_id} (#{self.rank})"
+
+
+class Interaction(models.Model):
+    """What a shopper did with a product. Anonymous shoppers are identified by their session key only."""
+
+    class Kind(models.TextChoices):
+        VIEW = "view", "View"
+        CLICK = "click", "Click"
+        LIKE = "like", "Like"
+        DISLIKE = "dislike", "Dislike / hide"
+        ADD_TO_CART = "add_to_cart", "Add to cart"
+        PURCHASE = "purchase", "Purchase"
+
+    session_key = models.CharField(max_length=64, db_index=True, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    product = models.ForeignKey(PRODUCT_MODEL, related_name="interactions", on_delete=models.CASCADE)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    source = models.CharField(max_length=64, blank=True, help_text="The page or widget it happened on.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = InteractionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["session_key", "-created_at"], name="interaction_session_recent"),
+            models.Index(fields=["user", "-created_at"], name="interaction_user_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.product_id}"
+
+
+class ShownProduct(models.Model):
+    """Products a session has been shown on personalised pages, so they are not repeated."""
+
+    session_key = models.CharField(max_length=64)
+    product = models.ForeignKey(PRODUCT_MODEL, related_name="+", on_delete=models.CASCADE)
+    page = models.CharField(max_length=32)
+    round = models.PositiveIntegerField(default=0)
+    shown_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session_key", "page", "product"], name="shownproduct_unique")
+        ]
+        indexes = [models.Index(fields=["session_key", "page", "round"], name="shownproduct_session_page")]

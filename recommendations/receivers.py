@@ -1,0 +1,1 @@
+"""Signal receivers: they only queue work, after the transaction commits."""

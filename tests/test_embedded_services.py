@@ -1,0 +1,64 @@
+"""The embedded PostgreSQL and Valkey: started once, shared between processes, stopped on request."""
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_embedded(var_dir: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["LOOKALIKE_VAR_DIR"] = str(var_dir)
+    result = subprocess.run([sys.executable, "-m", "config.embedded", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_server_per_data_dir_and_stop_stops_them(tmp_path):
+    var_dir = tmp_path / "var"
+    # Two processes race to start the servers on the same data directories.
+    with ThreadPoolExecutor(2) as pool:
+        outputs = list(pool.map(lambda _: run_embedded(var_dir, "start"), range(2)))
+    assert outputs[0] == outputs[1], "both processes must see the same servers (same pids and ports)"
+
+    state = json.loads((var_dir / "postgres.json").read_text())
+    valkey_state = json.loads((var_dir / "valkey.json").read_text())
+    with psycopg.connect(host=state["host"], port=state["port"], user="postgres", dbname="lookalike") as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    assert redis.Redis(host=valkey_state["host"], port=valkey_state["port"]).ping()
+
+    # A third start reuses the running servers rather than starting new ones.
+    assert run_embedded(var_dir, "start") == outputs[0]
+
+    stopped = run_embedded(var_dir, "stop")
+    assert "postgres: stopped" in stopped and "valkey: stopped" in stopped
+    assert "not running" in run_embedded(var_dir, "status")
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host=state["host"], port=state["port"], user="postgres", dbname="lookalike", connect_timeout=2)
+
+    # Data survives a restart: the cluster is initialised once.
+    run_embedded(var_dir, "start")
+    assert (var_dir / "postgres" / "PG_VERSION").exists()
+    run_embedded(var_dir, "stop")
+
+
+def test_unusable_data_directory_gives_a_clear_error(tmp_path):
+    var_dir = tmp_path / "var"
+    (var_dir / "postgres").mkdir(parents=True)
+    (var_dir / "postgres" / "stray-file").write_text("not a cluster")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["LOOKALIKE_VAR_DIR"] = str(var_dir)
+    result = subprocess.run([sys.executable, "-c", "from config import embedded; embedded.ensure_postgres()"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "is not empty but holds no PostgreSQL cluster" in result.stderr
