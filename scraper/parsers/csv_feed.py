@@ -23,9 +23,10 @@ Choices worth knowing:
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -246,6 +247,25 @@ def _iter_products(
         pending = product
     if pending is not None:
         yield pending
+
+
+def product_from_mapping(values: Mapping[str, str], *, source_ref: str, base_url: str = "") -> ScrapedProduct:
+    """One product from field name → value pairs named like CSV columns (``id``, ``image_link``, ...).
+
+    The same rules as a CSV row; used for feeds whose records are not rows (Merchant XML items).
+    Raises ``ValueError`` with the reason when the record is not a usable product.
+    """
+    product = _product_from_cells(
+        list(values.values()), _column_map(tuple(values)), source_ref=source_ref, base_url=base_url
+    )
+    if not product.title:
+        raise ValueError("missing title")
+    return product
+
+
+@functools.lru_cache(maxsize=256)
+def _column_map(header: tuple[str, ...]) -> ColumnMap:
+    return ColumnMap.from_header(list(header))
 
 
 def _product_from_cells(

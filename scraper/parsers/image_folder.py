@@ -44,6 +44,10 @@ class ImageRejected(ValueError):
     """The bytes are not an image this project can use; the message says why."""
 
 
+class ImageTooLarge(ImageRejected):
+    """The image declares more pixels than allowed (a decompression bomb, or simply too big)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ImageInfo:
     content_type: str
@@ -89,13 +93,13 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, decode: 
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
-        raise ImageRejected(f"image has too many pixels to decode safely: {error}") from None
+        raise ImageTooLarge(f"image has too many pixels to decode safely: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageRejected(f"unreadable {content_type} image: {error}") from None
     with image:
         width, height = image.size
         if width * height > max_pixels:
-            raise ImageRejected(
+            raise ImageTooLarge(
                 f"image is {width} x {height} px ({width * height / 1e6:.0f} Mpx), "
                 f"over the limit of {max_pixels / 1e6:.0f} Mpx"
             )

@@ -1,0 +1,130 @@
+"""Politeness shared by every worker: a minimum interval between requests to one domain, and a cap on
+how many requests to it are in flight at once. State lives in Redis (or Valkey), so ten Celery workers
+crawling the same shop behave like one polite client::
+
+    throttle = DomainThrottle(redis.Redis.from_url(REDIS_URL), min_interval_s=1.0, max_concurrency=2)
+    with throttle.slot("shop.example") as grant:
+        ...  # make the request
+
+Interval: an atomic Lua script hands out start times one ``min_interval_s`` apart, using the Redis
+server's clock (so worker clocks need not agree); each caller sleeps until its start time. Callers
+queue in arrival order instead of polling.
+
+Concurrency: a sorted set of leases scored by expiry time. A worker that dies mid-request holds its
+lease until it expires (``lease_s``), never forever; ``lease_s`` must exceed the longest request
+(the HTTP client's ``total_timeout_s`` times its attempts is a safe bound).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+# Returns 1 and adds a lease when fewer than ARGV[2] unexpired leases exist, else 0.
+_ACQUIRE_LEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+  return 1
+end
+return 0
+"""
+
+# Reserves the next start time: max(now, previous start + interval). Returns {start_ms, now_ms}.
+_RESERVE_START = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local start = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], start + interval, 'PX', start + interval - now + 1000)
+return {start, now}
+"""
+
+
+class ThrottleTimeout(TimeoutError):
+    """No concurrency slot for the domain came free within ``acquire_timeout_s``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotGrant:
+    """The turn a caller was given: ``start_ms`` is on the Redis server's clock (ms since the epoch)."""
+
+    domain: str
+    start_ms: int
+    waited_s: float
+
+
+class DomainThrottle:
+    """Per-domain minimum interval and concurrency cap, shared through a Redis client.
+
+    ``redis_client`` is a ``redis.Redis`` (or ``valkey.Valkey``) instance; it is used from many
+    threads, which redis-py's connection pool allows.
+    """
+
+    def __init__(
+        self,
+        redis_client: Redis | Any,
+        *,
+        min_interval_s: float,
+        max_concurrency: int,
+        lease_s: float = 300.0,
+        acquire_timeout_s: float = 600.0,
+        poll_interval_s: float = 0.05,
+        key_prefix: str = "lookalike:throttle",
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if min_interval_s < 0:
+            raise ValueError("min_interval_s cannot be negative")
+        self.min_interval_s = min_interval_s
+        self.max_concurrency = max_concurrency
+        self.lease_s = lease_s
+        self.acquire_timeout_s = acquire_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self.key_prefix = key_prefix
+        self._redis = redis_client
+        self._acquire_lease = redis_client.register_script(_ACQUIRE_LEASE)
+        self._reserve_start = redis_client.register_script(_RESERVE_START)
+
+    @contextmanager
+    def slot(self, domain: str, *, min_interval_s: float | None = None) -> Iterator[SlotGrant]:
+        """Wait for a concurrency lease and then for this domain's next start time; hold the lease
+        until the block ends. ``min_interval_s`` raises the interval for this request (a robots.txt
+        ``Crawl-delay``); it never lowers it. Raises ``ThrottleTimeout`` if no lease comes free.
+        """
+        domain = domain.lower().rstrip(".")
+        lease_key = f"{self.key_prefix}:leases:{domain}"
+        token = uuid.uuid4().hex
+        waited_from = time.monotonic()
+        deadline = waited_from + self.acquire_timeout_s
+        while not self._acquire_lease(
+            keys=[lease_key], args=[token, self.max_concurrency, int(self.lease_s * 1000)]
+        ):
+            if time.monotonic() > deadline:
+                raise ThrottleTimeout(
+                    f"no request slot for {domain} within {self.acquire_timeout_s:.0f} s "
+                    f"({self.max_concurrency} in flight)"
+                )
+            # Jitter keeps workers that polled together from colliding again on every poll.
+            time.sleep(self.poll_interval_s * (0.5 + random.random()))
+        try:
+            interval_s = max(self.min_interval_s, min_interval_s or 0.0)
+            start_ms, now_ms = self._reserve_start(
+                keys=[f"{self.key_prefix}:next:{domain}"], args=[int(interval_s * 1000)]
+            )
+            if start_ms > now_ms:
+                time.sleep((int(start_ms) - int(now_ms)) / 1000)
+            yield SlotGrant(domain=domain, start_ms=int(start_ms), waited_s=time.monotonic() - waited_from)
+        finally:
+            self._redis.zrem(lease_key, token)
