@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,7 +248,11 @@ def _load_backbone(spec: EncoderSpec, weights: str) -> tuple[nn.Module, str]:
         raise EncoderWeightsUnavailable(
             f"Weights {weights!r} do not fit encoder {spec.key!r}: {error}"
         ) from error
-    return model, weights_id
+    left_on_meta = [name for name, tensor in model.state_dict(keep_vars=True).items() if tensor.is_meta]
+    if left_on_meta:
+        raise EncoderWeightsUnavailable(f"Weights {weights!r} leave {left_on_meta} of {spec.key!r} unset")
+    # assign=True keeps the file's dtypes: a half-precision file must still run on float32 inputs.
+    return model.float().requires_grad_(False), weights_id
 
 
 # --- encoder ---------------------------------------------------------------------------------------------
@@ -340,7 +345,17 @@ def build_encoder(
     )
 
 
-@functools.cache
+_encoders_built: dict[tuple[str, str, str], Encoder] = {}
+_encoders_lock = threading.Lock()
+
+
 def get_encoder(key: str, weights: str = "DEFAULT", device: str | None = None) -> Encoder:
-    """The encoder for (key, weights, device), built on first use in each process and then reused."""
-    return build_encoder(key, weights=weights, device=device)
+    """The encoder for (key, weights, device), built on first use in each process and then reused.
+
+    Not at import time: a CUDA context must not be created before a worker process forks.
+    """
+    cache_key = (key, os.fspath(weights), str(_pick_device(device)))
+    with _encoders_lock:  # two threads asking at once must not build (and hold) two models
+        if cache_key not in _encoders_built:
+            _encoders_built[cache_key] = build_encoder(key, weights=cache_key[1], device=cache_key[2])
+        return _encoders_built[cache_key]

@@ -43,6 +43,10 @@ CSV_COLUMNS = (
     "in_stock",
     "image_urls",
     "url",
+    # Columns an importer does not know end up in the product's attributes.
+    "colour",
+    "pattern",
+    "shape",
 )
 OUT_OF_STOCK_SHARE = 0.15
 JPEG_QUALITY = 88
@@ -180,6 +184,7 @@ class _Design:
     category: str
     shape: str
     pattern: str
+    brand: str
     accent: str
     aspect: tuple[float, float]  # width and height factors, so two designs of a shape are not identical
     pattern_angle_deg: float
@@ -264,7 +269,7 @@ def generate_demo_catalog(*, n_products: int = 360, seed: int = 7, image_px: int
                 title=_title(category, design, colour),
                 description=_description(category, design, colour),
                 category_path=list(category.path),
-                brand=category.brands[int(design_id.rsplit("-", 1)[1]) % len(category.brands)],
+                brand=design.brand,
                 price=prices[design_id],
                 currency="EUR",
                 in_stock=number - 1 not in out_of_stock,
@@ -295,6 +300,7 @@ def _draft_category(category: _Category, quota: int, rng: random.Random) -> list
             category=category.key,
             shape=shape,
             pattern=pattern,
+            brand=rng.choice(category.brands),
             accent=rng.choice(sorted(category.accents)),
             aspect=(round(rng.uniform(0.92, 1.06), 3), round(rng.uniform(0.94, 1.04), 3)),
             pattern_angle_deg=0.0 if category.key == "tops" else rng.choice((0.0, 0.0, 90.0, 45.0)),
@@ -345,14 +351,15 @@ def _images(
 ) -> list[DemoImage]:
     views = [_View(0.0, 0.0, 0.0, 1.0, design.background)]
     for _ in range(rng.choices((0, 1, 2), weights=(35, 40, 25))[0]):
-        shade = rng.randint(-14, 6)
+        red, green, blue = rng.choice(_BACKGROUNDS)
+        shade = rng.randint(-14, 6)  # another moment, another light: the backdrop is a touch different
         views.append(
             _View(
                 dx=round(rng.uniform(-0.08, 0.08), 3),
                 dy=round(rng.uniform(-0.06, 0.06), 3),
                 angle_deg=round(rng.choice((-1, 1)) * rng.uniform(4.0, 11.0), 2),
                 scale=round(rng.uniform(0.84, 1.06), 3),
-                background=tuple(min(255, channel + shade) for channel in rng.choice(_BACKGROUNDS)),  # type: ignore[misc]
+                background=(min(255, red + shade), min(255, green + shade), min(255, blue + shade)),
             )
         )
     images = []
@@ -373,7 +380,8 @@ def write_demo_catalog(
 ) -> Path:
     """Write every product photo as a JPEG into ``directory`` plus ``catalog.csv``; return the CSV path.
 
-    ``image_urls`` lists file names relative to the CSV, separated by ``|``.
+    ``image_urls`` lists file names relative to the CSV, separated by ``|``; serve the folder and import the
+    CSV with that address as its base URL.
     """
     directory.mkdir(parents=True, exist_ok=True)
     csv_path = directory / CATALOG_CSV_NAME
@@ -395,6 +403,7 @@ def write_demo_catalog(
                     "in_stock": "true" if product.in_stock else "false",
                     "image_urls": "|".join(image.filename for image in product.images),
                     "url": product.url,
+                    **product.attributes,
                 }
             )
     return csv_path
@@ -745,7 +754,7 @@ def _draw_top(p: _Painter, design: _Design, colour: RGB) -> None:
             + _smooth([(0.38, -0.88), (0.4, -0.58), (0.5, -0.36)], 4)[1:]
             + [(0.54, hem), (0.0, hem)]
         )
-        collar = [(x, y) for x, y in scoop]
+        collar = scoop
     else:
         neck = [
             (0.22 * math.sin(math.radians(a)), -0.84 + neck_depth * math.cos(math.radians(a)))
@@ -945,7 +954,8 @@ def _draw_vase(p: _Painter, design: _Design, colour: RGB) -> None:
         + [(-x, y) for x, y in reversed(right)]
     )
     p.solid(_ellipse(0, top_y, right[0][0] - 0.025, 0.035), _shade(colour, 0.55))
-    widest = max(right, key=lambda point: point[0])
+    # The highlight sits on the belly; a cylinder is widest at its lip, where it would poke out.
+    widest = max((point for point in right if point[1] > top_y + 0.35), key=lambda point: point[0])
     p.glaze(
         _ellipse(-widest[0] * 0.55, widest[1], widest[0] * 0.12, 0.28 if design.shape != "bottle" else 0.2),
         54,

@@ -247,14 +247,15 @@ def parse_in_stock(value: object) -> bool | None:
 
 
 def absolute_url(value: str, *, base_url: str = "") -> str:
-    """An absolute http(s) URL from what a feed wrote: ``"//cdn.shop/x.jpg"`` gets ``https:``, a relative
-    path is resolved against ``base_url``. Raises ``ValueError`` for other schemes or unresolvable paths.
+    """An absolute http(s) URL from what a feed wrote: a relative or protocol-relative (``//cdn/x.jpg``)
+    URL is resolved against ``base_url``, or gets ``https:`` without one. Raises ``ValueError`` for other
+    schemes and for relative paths without a ``base_url``.
     """
     url = clean_text(value).replace(" ", "%20")
-    if url.startswith("//"):
+    if base_url and not urlsplit(url).scheme:
+        url = urljoin(base_url, url)  # "//cdn/x.jpg" takes the scheme of the page it was found on
+    elif url.startswith("//"):
         url = "https:" + url
-    elif base_url and not urlsplit(url).scheme:
-        url = urljoin(base_url, url)
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{value!r} is not an absolute http(s) URL")

@@ -1,0 +1,279 @@
+"""Image bytes -> RGB images -> preprocessed batches: the CPU side of the embedding pipeline.
+
+Every way an uploaded or scraped file can be broken ends in BadImage with a short reason, so one bad image
+never stops a batch. This module knows nothing about Django.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import io
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+K = TypeVar("K")
+
+# Formats a shop photo comes in. Pillow can open many more (EPS even runs Ghostscript), which an upload
+# or a scraped URL must not reach.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+# Batches decoded ahead of the one the model is working on.
+PREFETCH_BATCHES = 2
+_TRANSPARENT_MODES = ("RGBA", "LA", "La", "RGBa", "PA")
+_HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+
+class BadImage(ValueError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    sha256: str
+    width: int  # as stored, before any EXIF rotation
+    height: int
+    format: str
+    mime_type: str
+
+
+@dataclass
+class Batch(Generic[K]):
+    keys: list[K]  # keys of the images in `tensor`, in order
+    tensor: torch.Tensor | None  # NCHW, None when every image of the batch failed
+    failures: list[tuple[K, str]] = field(default_factory=list)  # (key, reason)
+
+
+def _open(data: bytes, *, max_pixels: int | None) -> Image.Image:
+    """Image.open (header only) with every failure turned into BadImage."""
+    if not data:
+        raise BadImage("empty file")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise BadImage(f"not an image, or not one of {', '.join(ALLOWED_FORMATS)}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Pillow's own limit (Image.MAX_IMAGE_PIXELS) fires inside open(), before we see the size.
+        raise BadImage(f"image too large, refused as a possible decompression bomb: {error}") from None
+    except OSError as error:
+        raise BadImage(f"truncated or corrupt image header ({error})") from None
+    except Exception as error:  # a damaged header can raise almost anything from a plugin
+        raise BadImage(f"unreadable image header ({type(error).__name__}: {error})") from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise BadImage(f"image has no pixels ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        # Checked on the header, before a single pixel is decoded.
+        raise BadImage(
+            f"image too large: {width}x{height} = {width * height:,} pixels, "
+            f"more than the {max_pixels:,} allowed"
+        )
+    return image
+
+
+def _to_8bit_gray(image: Image.Image) -> Image.Image:
+    # Pillow's convert("RGB") clips 16-bit values at 255 instead of scaling them; scale by hand.
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode != "F":
+        values = values / 257.0  # 65535 -> 255
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        image = _to_8bit_gray(image)
+    if image.mode in _TRANSPARENT_MODES or "transparency" in image.info:
+        # Product cut-outs sit on white in a shop; Pillow would turn transparent pixels black.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def load_image(data: bytes, *, target_px: int = 256, max_pixels: int = 50_000_000) -> Image.Image:
+    """Decode image bytes into an upright RGB image; raises BadImage (and nothing else) for a bad file.
+
+    target_px: the smallest side the preprocessing needs; JPEGs are decoded at the smallest DCT scale
+    (1/2, 1/4, 1/8) that still gives at least that, which makes large photos several times cheaper.
+    max_pixels: images whose header declares more pixels are refused before decoding.
+    Animated images give their first frame.
+    """
+    image = _open(data, max_pixels=max_pixels)
+    try:
+        if image.format == "JPEG":
+            image.draft("RGB", (target_px, target_px))
+        image.load()  # decodes the first frame; raises OSError on truncated data
+        ImageOps.exif_transpose(image, in_place=True)
+        return _to_rgb(image)
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise BadImage(f"image too large, refused as a possible decompression bomb: {error}") from None
+    except OSError as error:
+        raise BadImage(f"truncated or corrupt image data ({error})") from None
+    except Exception as error:  # MemoryError included: a bad file must not take the worker down
+        raise BadImage(f"cannot decode image ({type(error).__name__}: {error})") from None
+
+
+def image_info(data: bytes) -> ImageInfo:
+    """Hash, size and format from the header alone (no pixel decoding); raises BadImage for a bad file."""
+    image = _open(data, max_pixels=None)
+    image_format = image.format or ""
+    return ImageInfo(
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=image.size[0],
+        height=image.size[1],
+        format=image_format,
+        mime_type=Image.MIME.get(image_format, "application/octet-stream"),
+    )
+
+
+# --- batches for the model -------------------------------------------------------------------------------
+
+
+def _decode_and_preprocess(
+    data: bytes,
+    *,
+    preprocess: Callable[[Image.Image], torch.Tensor],
+    target_px: int,
+    max_pixels: int,
+) -> torch.Tensor | str:
+    """A preprocessed tensor, or the reason the image failed (never an exception: it runs in a pool)."""
+    try:
+        return preprocess(load_image(data, target_px=target_px, max_pixels=max_pixels))
+    except BadImage as error:
+        return error.reason
+    except Exception as error:
+        return f"preprocessing failed ({type(error).__name__}: {error})"
+
+
+def _collect(chunk: Iterable[tuple[K, Future[torch.Tensor | str] | torch.Tensor | str]]) -> Batch[K]:
+    keys: list[K] = []
+    tensors: list[torch.Tensor] = []
+    failures: list[tuple[K, str]] = []
+    for key, pending in chunk:
+        result = pending.result() if isinstance(pending, Future) else pending
+        if isinstance(result, str):
+            failures.append((key, result))
+        else:
+            keys.append(key)
+            tensors.append(result)
+    return Batch(keys=keys, tensor=torch.stack(tensors) if tensors else None, failures=failures)
+
+
+def iter_batches(
+    items: Iterable[tuple[K, bytes]],
+    *,
+    preprocess: Callable[[Image.Image], torch.Tensor],
+    batch_size: int,
+    workers: int,
+    target_px: int = 256,
+    max_pixels: int = 50_000_000,
+) -> Iterator[Batch[K]]:
+    """Decode and preprocess (key, image bytes) pairs into model-ready batches, in input order.
+
+    Each batch covers the next batch_size input items: those that decoded are in keys/tensor, the rest in
+    failures with a reason. With workers > 0, a thread pool decodes PREFETCH_BATCHES batches ahead of the
+    consumer (Pillow releases the GIL while decoding), so the model does not wait for JPEG decoding.
+    workers=0 decodes inline.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    decode = functools.partial(
+        _decode_and_preprocess, preprocess=preprocess, target_px=target_px, max_pixels=max_pixels
+    )
+    iterator = iter(items)
+    chunks = iter(lambda: list(itertools.islice(iterator, batch_size)), [])
+
+    if workers <= 0:
+        for chunk in chunks:
+            yield _collect([(key, decode(data)) for key, data in chunk])
+        return
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+    pending: collections.deque[list[tuple[K, Future[torch.Tensor | str]]]] = collections.deque()
+    try:
+        for chunk in chunks:
+            pending.append([(key, pool.submit(decode, data)) for key, data in chunk])
+            if len(pending) > PREFETCH_BATCHES:
+                yield _collect(pending.popleft())
+        while pending:
+            yield _collect(pending.popleft())
+    finally:
+        # A consumer that stops early must not leave queued decodes running.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+# --- GPU decoding ----------------------------------------------------------------------------------------
+
+_SOF_BASELINE = (0xC0, 0xC1)  # baseline and extended sequential, Huffman coded
+_SOF_OTHER = (0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+_MARKERS_WITHOUT_LENGTH = (0x01, *range(0xD0, 0xD8))
+
+
+def is_gpu_decodable(data: bytes) -> bool:
+    """True for a sequential 8-bit 3-component JPEG, which nvJPEG batch decoding handles.
+
+    Progressive, lossless, arithmetic-coded, grayscale and CMYK JPEGs and every other format are False: the
+    caller decodes those on the CPU. Reads the segment headers only.
+    """
+    if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return False
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker in _MARKERS_WITHOUT_LENGTH:
+            position += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+            return False
+        segment_length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker in _SOF_BASELINE:
+            header = data[position + 4 : position + 10]
+            return len(header) == 6 and header[0] == 8 and header[5] == 3
+        if marker in _SOF_OTHER:
+            return False
+        position += 2 + segment_length
+    return False
+
+
+def decode_jpegs_on_gpu(datas: list[bytes], device: torch.device | str) -> list[torch.Tensor | None]:
+    """Decode JPEGs on the GPU in one nvJPEG batch: CHW uint8 RGB tensors on `device`, in input order.
+
+    None for an item that is not a baseline colour JPEG or fails to decode: the caller falls back to
+    load_image() for it. Unlike load_image(), EXIF orientation is not applied (shop photos rarely carry it).
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    results: list[torch.Tensor | None] = [None] * len(datas)
+    indices = [index for index, data in enumerate(datas) if is_gpu_decodable(data)]
+    if not indices:
+        return results
+    encoded = [torch.frombuffer(bytearray(datas[index]), dtype=torch.uint8) for index in indices]
+    try:
+        decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        # One corrupt file fails the whole batch: decode one by one to keep the good ones.
+        decoded = []
+        for tensor in encoded:
+            try:
+                decoded.append(decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                decoded.append(None)
+    for index, image in zip(indices, decoded, strict=True):
+        results[index] = image
+    return results
