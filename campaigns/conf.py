@@ -24,7 +24,17 @@ DEFAULTS: dict[str, Any] = {
     # event endpoint with it). Empty: never added to URLs.
     "TOKEN_PARAM": "lk_token",
     # Ad-platform click ids passed from the landing page to product pages (utm_* always are).
-    "CLICK_ID_PARAMS": ["gclid", "gbraid", "wbraid", "dclid", "fbclid", "msclkid", "ttclid", "twclid", "li_fat_id"],
+    "CLICK_ID_PARAMS": [
+        "gclid",
+        "gbraid",
+        "wbraid",
+        "dclid",
+        "fbclid",
+        "msclkid",
+        "ttclid",
+        "twclid",
+        "li_fat_id",
+    ],
     # User agents whose visits are not counted (case-insensitive regular expression). Ad platforms fetch
     # landing pages to review and preview them; link unfurlers and monitoring tools do too.
     "BOT_USER_AGENT_PATTERN": (

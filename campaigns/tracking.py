@@ -59,7 +59,7 @@ def assignment_bucket(*, campaign_id: int, session_key: str) -> int:
 
 
 def assign_variant(*, campaign_id: int, session_key: str, control_share_pct: int) -> str:
-    """"control" for ``control_share_pct`` % of sessions, else "visual"; the same session always gets the same.
+    """ "control" for ``control_share_pct`` % of sessions, else "visual"; a session always gets the same one.
 
     Deterministic, so nothing is stored: raising the share moves only visual sessions into control.
     """
@@ -141,7 +141,9 @@ def read_attribution_token(token: str, *, max_age_s: float | None = None) -> Att
         raise signing.BadSignature("malformed attribution token") from None
 
 
-def dedup_key(*, session_key: str, creative_id: int | None, kind: str, product_id: int | None, extra: str = "") -> str:
+def dedup_key(
+    *, session_key: str, creative_id: int | None, kind: str, product_id: int | None, extra: str = ""
+) -> str:
     """The cache key under which the first of a burst of identical events is remembered."""
     raw = f"{session_key}|{creative_id}|{kind}|{product_id}|{extra}"
     return "campaigns:seen:" + hashlib.sha256(raw.encode()).hexdigest()[:40]

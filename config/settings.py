@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "shop",
     "recommendations",
     "scraper",
+    "campaigns",
 ]
 
 MIDDLEWARE = [
@@ -98,6 +99,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "scraper.*": {"queue": "scrape"},
     "recommendations.embed_*": {"queue": "embeddings"},
+    "campaigns.embed_*": {"queue": "embeddings"},
 }
 # Tasks are idempotent, so a worker that dies mid-task must hand the message back rather than lose it.
 CELERY_TASK_ACKS_LATE = True

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("recommendations.urls")),
+    path("", include("campaigns.urls")),
     path("", include("shop.urls")),
 ]
 

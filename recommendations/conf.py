@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "brand": "brand",
         "store": "store",
         "url": None,  # None: get_absolute_url()
+        "currency": "currency",  # shown next to the price in widgets and API answers
     },
     # Field names on the image model.
     "IMAGE_FIELDS": {
@@ -44,6 +45,15 @@ DEFAULTS: dict[str, Any] = {
     "SIMILAR_IN_STOCK_ONLY": True,
     "HNSW_EF_SEARCH": 100,
     "HNSW_MAX_SCAN_TUPLES": 20000,
+    # Per-space HNSW index build (recommendations.indexes): graph degree and build-time candidate list.
+    "HNSW_M": 16,
+    "HNSW_EF_CONSTRUCTION": 64,
+    # A build whose graph does not fit in this memory is many times slower (~500 MB per 100k 2,048-d rows).
+    "HNSW_BUILD_MEMORY": "1GB",
+    # Parallel workers helping the index build (also capped by the server's max_parallel_workers).
+    "HNSW_BUILD_WORKERS": 2,
+    # With diversity > 0, MMR re-ranks this many candidates per requested result.
+    "MMR_CANDIDATES": 4,
     # Below this many candidate products a filtered query scans exactly instead of using the index.
     "EXACT_SCAN_THRESHOLD": 2000,
     "NEIGHBOURS_K": 20,
@@ -51,6 +61,37 @@ DEFAULTS: dict[str, Any] = {
     "NEIGHBOURS_MAX_AGE_S": 24 * 3600,
     "IMAGE_SEARCH_MAX_BYTES": 10 * 1024 * 1024,
     "IMAGE_SEARCH_MAX_PIXELS": 40_000_000,
+    # Image searches per user (or address when anonymous): each one runs the image model. None: no limit.
+    "IMAGE_SEARCH_RATE": "60/minute",
+    # --- Personalisation (docs/personalisation.md) ---
+    # Shopper profile: "mean", "weighted", "session" or "best_score"; a page may ask for another (?strategy=).
+    "PROFILE_STRATEGY": "session",
+    # Products per /for-you/ page and per preference-game round.
+    "FOR_YOU_LIMIT": 10,
+    "GAME_ROUND_SIZE": 10,
+    # Share of each page that explores instead of exploiting the profile (0.5: 5 + 5 of 10).
+    "EXPLORE_RATIO": 0.5,
+    # How exploration picks: "diverse" (far from everything else on the page) or "random".
+    "EXPLORE_MODE": "diverse",
+    # Anonymous interactions and shown-product rows older than this are ignored and deleted (expire_profiles).
+    "PROFILE_MAX_AGE_S": 30 * 24 * 3600,
+    # Only the most recent interactions build a profile: bounded work per page.
+    "PROFILE_MAX_INTERACTIONS": 200,
+    # How much each kind of interaction counts in the "weighted" profile (dislike is the negative side).
+    "INTERACTION_WEIGHTS": {"view": 1.0, "click": 2.0, "like": 4.0, "add_to_cart": 5.0, "purchase": 6.0, "dislike": 4.0},
+    # w_n in weighted = w_p·mean(positives) − w_n·mean(negatives), and the negative term of best_score.
+    "NEGATIVE_WEIGHT": 0.5,
+    # An interaction this old counts half as much as one made now.
+    "INTERACTION_HALF_LIFE_S": 7 * 24 * 3600,
+    # Share of the long-term (weighted) profile blended into the "session" profile.
+    "SESSION_BLEND": 0.3,
+    # A second view of the same product by the same shopper within this window is not recorded again.
+    "VIEW_DEDUP_S": 30 * 60,
+    # Storefront URL names whose pages record a "view" (recommendations.middleware), with the kwarg holding
+    # the product's primary key.
+    "PRODUCT_PAGE_URL_NAMES": {"shop:product": "pk"},
+    # Purchase-history recommendations use this many of the most recent purchases.
+    "PURCHASE_HISTORY_MAX": 10,
 }
 
 

@@ -257,12 +257,12 @@ def decode_jpegs_on_gpu(datas: list[bytes], device: torch.device | str) -> list[
     None for an item that is not a baseline colour JPEG or fails to decode: the caller falls back to
     load_image() for it. Unlike load_image(), EXIF orientation is not applied (shop photos rarely carry it).
     """
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     results: list[torch.Tensor | None] = [None] * len(datas)
     indices = [index for index, data in enumerate(datas) if is_gpu_decodable(data)]
     if not indices:
         return results
+    from torchvision.io import ImageReadMode, decode_jpeg  # loads torchvision's image library: seconds
+
     encoded = [torch.frombuffer(bytearray(datas[index]), dtype=torch.uint8) for index in indices]
     try:
         decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)

@@ -82,6 +82,8 @@ def ensure_space_index(space: EmbeddingSpace, *, concurrently: bool = False) -> 
                     cursor.execute(f"RESET {setting}")
     else:
         with transaction.atomic(), connection.cursor() as cursor:
+            # CREATE INDEX refuses to run while deferred foreign-key checks of this transaction are pending.
+            connection.check_constraints()
             for setting, value in build_settings.items():
                 cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
             cursor.execute(create)

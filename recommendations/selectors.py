@@ -1,30 +1,63 @@
 """Reads: products ranked by visual similarity.
 
-Everything here queries the active embedding space only, so vectors of different encoders never meet.
+Everything here queries one embedding space (the active one unless told otherwise), so vectors of different
+encoders never meet. Three ways to answer "what looks like this?", cheapest first:
+
+1. precomputed: the exact top-K stored by ``manage.py compute_neighbours``, when fresh and no filters ask
+   for more than "in stock";
+2. index: pgvector's HNSW index on the space, with iterative scans so that filters do not starve the result;
+3. exact: a full scan of the matching rows, when the filters leave few products (or the index gave up).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.db import models
+from django.db import connection, models, transaction
+from django.db.models import Value
 from django.db.models.functions import Cast
+from django.utils import timezone
 from pgvector.django import CosineDistance, HalfVectorField
 
-from recommendations.catalog import product_field, product_model
+from recommendations.catalog import (
+    image_field,
+    image_model,
+    product_field,
+    product_model,
+    product_url,
+    product_value,
+)
 from recommendations.conf import app_setting
-from recommendations.models import EmbeddingSpace, ProductEmbedding
+from recommendations.models import EmbeddingSpace, ProductEmbedding, ProductNeighbour
+
+PRECOMPUTED = "precomputed"
+INDEX = "index"
+EXACT = "exact"
+NONE = "none"
+
+NO_ACTIVE_SPACE = "No embedding space is active yet: run `manage.py embed_catalog` first."
+NO_EMBEDDING = "This product has no embedding yet: its images have not been embedded (or all of them failed)."
+# pgvector refuses hnsw.ef_search above this.
+MAX_EF_SEARCH = 1000
+# Extra rows fetched beyond the limit, so that dropping products that share a photo rarely leaves it short.
+SHARED_PHOTO_MARGIN = 4
+
+
+def _stock_default() -> bool:
+    return bool(app_setting("SIMILAR_IN_STOCK_ONLY"))
 
 
 @dataclass(frozen=True)
 class ProductFilter:
     """Restrictions on which products may be recommended. Empty means "no restriction"."""
 
-    in_stock_only: bool = True
+    in_stock_only: bool = field(default_factory=_stock_default)
     category_ids: Sequence[int] = ()  # only these categories (and not their sub-categories)
     exclude_category_ids: Sequence[int] = ()
     min_price: Decimal | None = None
@@ -32,6 +65,21 @@ class ProductFilter:
     store_ids: Sequence[int] = ()
     brands: Sequence[str] = ()
     exclude_product_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def narrows_beyond_stock(self) -> bool:
+        """True when anything other than the stock flag and excluded ids restricts the products."""
+        return bool(
+            self.category_ids
+            or self.exclude_category_ids
+            or self.min_price is not None
+            or self.max_price is not None
+            or self.store_ids
+            or self.brands
+        )
+
+    def excluding(self, product_ids: Iterable[int]) -> ProductFilter:
+        return dataclasses.replace(self, exclude_product_ids=self.exclude_product_ids | frozenset(product_ids))
 
     def product_q(self, prefix: str = "") -> models.Q:
         """The filter as a Q object on the product model (``prefix`` e.g. "product__" from a related model)."""
@@ -46,7 +94,9 @@ class ProductFilter:
         if self.category_ids and name("category"):
             q &= models.Q(**{f"{name('category')}__in": list(self.category_ids)})
         if self.exclude_category_ids and name("category"):
-            q &= ~models.Q(**{f"{name('category')}__in": list(self.exclude_category_ids)})
+            # Products without a category are not in the excluded one.
+            excluded = models.Q(**{f"{name('category')}__in": list(self.exclude_category_ids)})
+            q &= ~excluded | models.Q(**{f"{name('category')}__isnull": True})
         if self.min_price is not None and name("price"):
             q &= models.Q(**{f"{name('price')}__gte": self.min_price})
         if self.max_price is not None and name("price"):
@@ -56,7 +106,7 @@ class ProductFilter:
         if self.brands and name("brand"):
             q &= models.Q(**{f"{name('brand')}__in": list(self.brands)})
         if self.exclude_product_ids:
-            q &= ~models.Q(**{f"{prefix}pk__in": list(self.exclude_product_ids)})
+            q &= ~models.Q(**{f"{prefix}pk__in": sorted(self.exclude_product_ids)})
         return q
 
 
@@ -66,19 +116,309 @@ class ScoredProduct:
     score: float  # cosine similarity, 1 = identical
 
 
+@dataclass(frozen=True)
+class SimilarProducts:
+    """A ranked answer and how it was found: ``source`` is precomputed, index, exact or none."""
+
+    items: list[ScoredProduct]
+    source: str
+    reason: str = ""  # why the list is empty when it could not be computed at all
+    space: EmbeddingSpace | None = None
+
+
+@dataclass(frozen=True)
+class StoredEmbedding:
+    vector: np.ndarray  # float32
+    image_sha256s: list[str]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SpaceVectors:
+    """Every product vector of a space, row ``i`` belonging to ``product_ids[i]``."""
+
+    product_ids: np.ndarray  # int64, ascending
+    vectors: np.ndarray  # float32 (n, dimensions)
+    image_sha256s: list[list[str]]
+
+
+# --- vectors in binary ------------------------------------------------------------------------------------
+# Django reads halfvec as text ("[0.1,0.2,...]"): 2,048 floats are ~20 KB of text per row to parse. The
+# binary form is 2 bytes a value and numpy reads it without a Python loop.
+
+
+def _halfvec_loader_class() -> type:
+    from psycopg.adapt import Loader
+    from psycopg.pq import Format
+
+    class HalfvecBinaryLoader(Loader):
+        format = Format.BINARY
+
+        def load(self, data: Any) -> np.ndarray:
+            # Binary halfvec: uint16 dimensions, uint16 unused, then big-endian float16 values.
+            return np.frombuffer(data, dtype=">f2", offset=4).astype(np.float32)
+
+    return HalfvecBinaryLoader
+
+
+def _fetch_binary(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Rows read on Django's own connection (same transaction) in binary: halfvec columns come as numpy."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.adapters.types.get("halfvec") is None:
+        from psycopg.types import TypeInfo
+
+        info = TypeInfo.fetch(raw, "halfvec")
+        if info is None:
+            raise RuntimeError("The pgvector extension (type halfvec) is not installed in this database.")
+        info.register(raw)
+        # Binary loaders only apply to binary results: Django's text cursors are unaffected.
+        raw.adapters.register_loader(info.oid, _halfvec_loader_class())
+    from psycopg import Cursor
+
+    # Django's connection makes client-side-binding cursors, which cannot return binary results.
+    with Cursor(raw) as cursor:
+        cursor.execute(sql, params, binary=True)
+        return cursor.fetchall()
+
+
+def _stored_embedding(space: EmbeddingSpace, product_id: int) -> StoredEmbedding | None:
+    table = ProductEmbedding._meta.db_table
+    rows = _fetch_binary(
+        f"SELECT vector, image_sha256s, updated_at FROM {table} WHERE space_id = %s AND product_id = %s",
+        [space.pk, product_id],
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    return StoredEmbedding(vector=row[0], image_sha256s=list(row[1] or []), updated_at=row[2])
+
+
+def product_vectors(product_ids: Iterable[int], *, space: EmbeddingSpace | None = None) -> dict[int, np.ndarray]:
+    """The query vectors of these products (products without one are left out)."""
+    space = space or active_space()
+    ids = [int(pk) for pk in product_ids]
+    if space is None or not ids:
+        return {}
+    table = ProductEmbedding._meta.db_table
+    rows = _fetch_binary(
+        f"SELECT product_id, vector FROM {table} WHERE space_id = %s AND product_id = ANY(%s)", [space.pk, ids]
+    )
+    return {int(pk): vector for pk, vector in rows}
+
+
+def load_space_vectors(space: EmbeddingSpace) -> SpaceVectors:
+    """All product vectors of a space in one binary read (100,000 x 2,048 is ~400 MB on the wire)."""
+    table = ProductEmbedding._meta.db_table
+    rows = _fetch_binary(
+        f"SELECT product_id, vector, image_sha256s FROM {table} WHERE space_id = %s ORDER BY product_id", [space.pk]
+    )
+    dimensions = int(space.dimensions)
+    vectors = np.empty((len(rows), dimensions), dtype=np.float32)
+    for i, (_, vector, _) in enumerate(rows):
+        vectors[i] = vector
+    return SpaceVectors(
+        product_ids=np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
+        vectors=vectors,
+        image_sha256s=[list(row[2] or []) for row in rows],
+    )
+
+
+# --- spaces and catalog helpers -------------------------------------------------------------------------
+
+
 def active_space() -> EmbeddingSpace | None:
     return EmbeddingSpace.objects.active().first()
 
 
-def product_vectors(product_ids: Iterable[int], *, space: EmbeddingSpace | None = None) -> dict[int, np.ndarray]:
-    """The query vectors of these products in the active space (products without one are left out)."""
+def primary_image_files(product_ids: Iterable[int]) -> dict[int, Any]:
+    """Each product's first stored image file, in one query for all of them (no N+1 in widgets)."""
+    ids = list(product_ids)
+    if not ids:
+        return {}
+    product_fk = image_field("product") or "product"
+    file_field = image_field("image") or "image"
+    position = image_field("position")
+    images = (
+        image_model()
+        ._default_manager.filter(**{f"{product_fk}__in": ids})
+        .exclude(**{file_field: ""})
+        .order_by(product_fk, *([position] if position else []), "pk")
+    )
+    files: dict[int, Any] = {}
+    for image in images:
+        files.setdefault(getattr(image, f"{product_fk}_id"), getattr(image, file_field))
+    return files
+
+
+@dataclass(frozen=True)
+class ProductCard:
+    """What a widget or an API answer shows of a recommended product, read through the catalog interface."""
+
+    product: Any
+    score: float
+    title: str
+    url: str
+    image_url: str | None  # the storage URL of the first image (relative with the default storage)
+    price: Decimal | None
+    currency: str
+    in_stock: bool
+    brand: str
+    category_id: int | None
+    store_id: int | None
+
+
+def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
+    """Cards for ranked products, their images fetched in one query."""
+    images = primary_image_files(item.product.pk for item in items)
+
+    def fk_id(product: Any, role: str) -> int | None:
+        name = product_field(role)
+        return getattr(product, f"{name}_id", None) if name else None
+
+    cards = []
+    for item in items:
+        product = item.product
+        image = images.get(product.pk)
+        in_stock = product_value(product, "in_stock", True)
+        cards.append(
+            ProductCard(
+                product=product,
+                score=item.score,
+                title=str(product_value(product, "title", "") or product),
+                url=product_url(product),
+                image_url=image.url if image else None,
+                price=product_value(product, "price"),
+                currency=str(product_value(product, "currency", "") or ""),
+                in_stock=bool(in_stock),
+                brand=str(product_value(product, "brand", "") or ""),
+                category_id=fk_id(product, "category"),
+                store_id=fk_id(product, "store"),
+            )
+        )
+    return cards
+
+
+def _load_products(scored: Sequence[tuple[int, float]]) -> list[ScoredProduct]:
+    products = product_model()._default_manager.order_by().in_bulk([pk for pk, _ in scored])
+    return [ScoredProduct(product=products[pk], score=score) for pk, score in scored if pk in products]
+
+
+def _limit(limit: int | None) -> int:
+    return max(1, int(limit or app_setting("SIMILAR_LIMIT")))
+
+
+# --- live queries -----------------------------------------------------------------------------------------
+
+
+def _candidates(space: EmbeddingSpace, filters: ProductFilter, exclude_sha256s: Sequence[str]) -> models.QuerySet:
+    rows = ProductEmbedding.objects.filter(space_id=space.pk).filter(filters.product_q(prefix="product__"))
+    if exclude_sha256s:
+        rows = rows.exclude(image_sha256s__overlap=list(exclude_sha256s))
+    return rows
+
+
+def _nearest_rows(
+    candidates: models.QuerySet, *, space: EmbeddingSpace, vector: np.ndarray, fetch: int, exact: bool
+) -> list[tuple[int, float, list[str]]]:
+    """The ``fetch`` nearest candidates as (product_id, cosine distance, image digests), nearest first.
+
+    The distance is written exactly as the space's index expression, ``(vector::halfvec(D)) <=> q``, with
+    ``space_id = X`` in the WHERE clause: anything else and the planner cannot use the partial index.
+    """
+    dimensions = int(space.dimensions)
+    query = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if query.shape[0] != dimensions:
+        raise ValueError(f"query vector has {query.shape[0]} dimensions, the space has {dimensions}")
+    # The column is halfvec: rounding the query to float16 first changes nothing and halves the text.
+    query_text = "[" + ",".join(str(float(v)) for v in query.astype(np.float16)) + "]"
+    distance = CosineDistance(Cast("vector", HalfVectorField(dimensions=dimensions)), Value(query_text))
+    queryset = (
+        candidates.annotate(distance=distance)
+        .order_by("distance")
+        .values_list("product_id", "distance", "image_sha256s")[:fetch]
+    )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            if exact:
+                # HNSW has no bitmap scans: with plain index scans off the vector index cannot be used.
+                cursor.execute("SET LOCAL enable_indexscan = off")
+            else:
+                ef_search = min(MAX_EF_SEARCH, max(int(app_setting("HNSW_EF_SEARCH")), fetch))
+                cursor.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
+                # Keep scanning the graph until enough rows pass the filters (pgvector >= 0.8).
+                cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                cursor.execute(f"SET LOCAL hnsw.max_scan_tuples = {int(app_setting('HNSW_MAX_SCAN_TUPLES'))}")
+        rows = [(int(pk), float(d), list(shas or [])) for pk, d, shas in queryset]
+        # Read-only: rolling back undoes the SET LOCALs even when a caller's transaction encloses this one.
+        transaction.set_rollback(True)
+    # relaxed_order may return rows slightly out of order; product id breaks ties for a stable answer.
+    rows.sort(key=lambda row: (row[1], row[0]))
+    return rows
+
+
+def _drop_shared_photos(rows: Iterable[tuple[int, float, list[str]]]) -> list[tuple[int, float]]:
+    """Keep the best of products that show a byte-identical photo: the same picture twice is no choice."""
+    seen: set[str] = set()
+    kept: list[tuple[int, float]] = []
+    for pk, distance, shas in rows:
+        if seen.intersection(shas):
+            continue
+        seen.update(shas)
+        kept.append((pk, distance))
+    return kept
+
+
+def search_near_vector(
+    *,
+    vector: np.ndarray,
+    limit: int | None = None,
+    filters: ProductFilter | None = None,
+    space: EmbeddingSpace | None = None,
+    diversity: float = 0.0,
+    exclude_sha256s: Sequence[str] = (),
+) -> SimilarProducts:
+    """The products nearest (cosine) to ``vector``, best first, one per product; see the module docstring.
+
+    ``diversity`` (0..1) re-ranks an over-fetched candidate list with MMR; ``exclude_sha256s`` drops products
+    showing any of these photos.
+    """
     space = space or active_space()
     if space is None:
-        return {}
-    rows = ProductEmbedding.objects.filter(space=space, product_id__in=list(product_ids)).values_list(
-        "product_id", "vector"
-    )
-    return {pk: np.asarray(vector, dtype=np.float32) for pk, vector in rows}
+        return SimilarProducts(items=[], source=NONE, reason=NO_ACTIVE_SPACE)
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must be between 0 and 1, got {diversity}")
+    limit = _limit(limit)
+    filters = filters or ProductFilter()
+    wanted = limit * int(app_setting("MMR_CANDIDATES")) if diversity > 0 else limit
+    fetch = wanted + SHARED_PHOTO_MARGIN
+    candidates = _candidates(space, filters, exclude_sha256s)
+
+    # Counting stops at the cap, so it is cheap however many products match.
+    threshold = int(app_setting("EXACT_SCAN_THRESHOLD"))
+    matching = candidates[: max(threshold, fetch)].count()
+    exact = matching < threshold
+    rows = _nearest_rows(candidates, space=space, vector=vector, fetch=fetch, exact=exact)
+    if not exact and len(rows) < min(fetch, matching):
+        # The index scan hit hnsw.max_scan_tuples before enough rows passed the filters.
+        exact = True
+        rows = _nearest_rows(candidates, space=space, vector=vector, fetch=fetch, exact=True)
+
+    kept = _drop_shared_photos(rows)
+    if diversity > 0 and len(kept) > 1:
+        from recommendations.ranking import mmr  # torch: imported only when someone asks for diversity
+
+        vectors = product_vectors([pk for pk, _ in kept], space=space)
+        kept = [row for row in kept if row[0] in vectors]
+        order = mmr(
+            np.array([1.0 - d for _, d in kept], dtype=np.float32),
+            np.stack([vectors[pk] for pk, _ in kept]),
+            limit,
+            diversity,
+        )
+        kept = [kept[i] for i in order]
+    scored = [(pk, 1.0 - distance) for pk, distance in kept[:limit]]
+    return SimilarProducts(items=_load_products(scored), source=EXACT if exact else INDEX, space=space)
 
 
 def products_near_vector(
@@ -87,33 +427,75 @@ def products_near_vector(
     limit: int | None = None,
     filters: ProductFilter | None = None,
     space: EmbeddingSpace | None = None,
+    diversity: float = 0.0,
 ) -> list[ScoredProduct]:
     """The products whose vectors are nearest (cosine) to ``vector``, best first, one row per product."""
-    space = space or active_space()
-    if space is None:
-        return []
-    limit = limit or app_setting("SIMILAR_LIMIT")
-    filters = filters or ProductFilter()
-    distance = CosineDistance(Cast("vector", HalfVectorField(dimensions=space.dimensions)), np.asarray(vector))
+    return search_near_vector(vector=vector, limit=limit, filters=filters, space=space, diversity=diversity).items
+
+
+# --- similar to a product -------------------------------------------------------------------------------
+
+
+def _precomputed_neighbours(
+    *, space: EmbeddingSpace, product_id: int, embedding: StoredEmbedding, limit: int, filters: ProductFilter
+) -> list[tuple[int, float]] | None:
+    """The stored neighbours when they are fresh and enough of them pass the filters, else None."""
+    in_stock = product_field("in_stock")
+    columns = ["neighbour_id", "score", "computed_at"] + ([f"neighbour__{in_stock}"] if in_stock else [])
     rows = list(
-        ProductEmbedding.objects.filter(space=space)
-        .filter(filters.product_q(prefix="product__"))
-        .annotate(distance=distance)
-        .order_by("distance")
-        .values_list("product_id", "distance")[:limit]
+        ProductNeighbour.objects.filter(space_id=space.pk, product_id=product_id)
+        .order_by("rank")
+        .values_list(*columns)
     )
-    products = product_model()._default_manager.in_bulk([pk for pk, _ in rows])
-    return [ScoredProduct(product=products[pk], score=1.0 - float(d)) for pk, d in rows if pk in products]
+    if len(rows) < limit:
+        return None
+    computed_at = rows[0][2]
+    max_age = timedelta(seconds=float(app_setting("NEIGHBOURS_MAX_AGE_S")))
+    # Neighbours computed before the product's vector last changed describe an image it no longer has.
+    if computed_at <= embedding.updated_at or computed_at < timezone.now() - max_age:
+        return None
+    kept = [
+        (int(row[0]), float(row[1]))
+        for row in rows
+        if row[0] not in filters.exclude_product_ids and not (filters.in_stock_only and in_stock and not row[3])
+    ]
+    return kept[:limit] if len(kept) >= limit else None
+
+
+def find_similar_products(
+    *, product: Any, limit: int | None = None, filters: ProductFilter | None = None, diversity: float = 0.0
+) -> SimilarProducts:
+    """Products that look like ``product``: not itself, not products showing one of its photos.
+
+    Precomputed neighbours answer when they are fresh, ``filters`` ask for nothing beyond "in stock" and
+    ``diversity`` is 0; otherwise the live query does (see the module docstring).
+    """
+    space = active_space()
+    if space is None:
+        return SimilarProducts(items=[], source=NONE, reason=NO_ACTIVE_SPACE)
+    embedding = _stored_embedding(space, product.pk)
+    if embedding is None:
+        return SimilarProducts(items=[], source=NONE, reason=NO_EMBEDDING, space=space)
+    limit = _limit(limit)
+    filters = (filters or ProductFilter()).excluding([product.pk])
+    if diversity == 0 and not filters.narrows_beyond_stock:
+        stored = _precomputed_neighbours(
+            space=space, product_id=product.pk, embedding=embedding, limit=limit, filters=filters
+        )
+        if stored is not None:
+            return SimilarProducts(items=_load_products(stored), source=PRECOMPUTED, space=space)
+    return search_near_vector(
+        vector=embedding.vector,
+        limit=limit,
+        filters=filters,
+        space=space,
+        diversity=diversity,
+        exclude_sha256s=embedding.image_sha256s,
+    )
 
 
 def similar_products(
     *, product: Any, limit: int | None = None, filters: ProductFilter | None = None, diversity: float = 0.0
 ) -> list[ScoredProduct]:
-    """Products that look like ``product``, excluding the product itself."""
-    space = active_space()
-    vectors = product_vectors([product.pk], space=space)
-    if product.pk not in vectors:
-        return []
-    filters = filters or ProductFilter()
-    filters = ProductFilter(**{**filters.__dict__, "exclude_product_ids": filters.exclude_product_ids | {product.pk}})
-    return products_near_vector(vector=vectors[product.pk], limit=limit, filters=filters, space=space)
+    """Products that look like ``product``, best first (see ``find_similar_products``)."""
+    return find_similar_products(product=product, limit=limit, filters=filters, diversity=diversity).items

@@ -24,7 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from recommendations import metrics, profiles
+from recommendations import metrics
+from recommendations.personalisation import (
+    COLD_START_POOL_FACTOR,
+    EXPLOIT_POOL_FACTOR,
+    EXPLORE_POOL_FACTOR,
+    MAX_QUERY_VECTORS,
+    ProfileOptions,
+    game_history,
+    select_products,
+    shopper_profile,
+)
+from recommendations.profiles import Profile
 
 CACHE_DIR = Path(__file__).resolve().parent.parent / "var" / "cache" / "personalisation"
 
@@ -40,6 +51,8 @@ class LabelledVectors:
     vectors: np.ndarray  # (n, d) float32, rows L2-normalised
     article_types: np.ndarray  # (n,) str
     colours: np.ndarray  # (n,) str
+    sub_categories: np.ndarray  # (n,) str, e.g. "Topwear"
+    master_categories: np.ndarray  # (n,) str, e.g. "Apparel"
     encoder: str
     weights_id: str
 
@@ -52,6 +65,8 @@ class LabelledVectors:
             vectors=self.vectors[rows],
             article_types=self.article_types[rows],
             colours=self.colours[rows],
+            sub_categories=self.sub_categories[rows],
+            master_categories=self.master_categories[rows],
             encoder=self.encoder,
             weights_id=self.weights_id,
         )
@@ -113,6 +128,8 @@ def load_myntra_vectors(
         vectors=vectors.astype(np.float32, copy=False),
         article_types=np.asarray([r["articleType"] for r in rows]),
         colours=np.asarray([r["baseColour"] for r in rows]),
+        sub_categories=np.asarray([r["subCategory"] for r in rows]),
+        master_categories=np.asarray([r["masterCategory"] for r in rows]),
         encoder=encoder_key,
         weights_id=weights_id,
     )
@@ -152,3 +169,193 @@ def _embed_photos(
             if progress:
                 progress(min((index + 1) * batch_size, len(paths)), len(paths))
     return np.concatenate(chunks).astype(np.float32), encoder.weights_id
+
+
+# --- Target finding ---------------------------------------------------------------------------------------
+
+# A judge answers "which of these shown rows is closest to the target row?" with a row index.
+Judge = Callable[[np.ndarray, int], int]
+
+
+def vector_judge(vectors: np.ndarray) -> Judge:
+    """The optimistic judge: the shopper sees products exactly as the recommender's own vectors do."""
+
+    def pick(shown: np.ndarray, target: int) -> int:
+        return int(shown[int(np.argmax(vectors[shown] @ vectors[target]))])
+
+    return pick
+
+
+def label_judge(data: LabelledVectors, rng: np.random.Generator) -> Judge:
+    """An independent judge that never looks at vectors: same articleType and colour first, then articleType,
+    then sub-category, colour, master category; ties are broken at random."""
+
+    def pick(shown: np.ndarray, target: int) -> int:
+        match = (
+            8 * (data.article_types[shown] == data.article_types[target])
+            + 4 * (data.sub_categories[shown] == data.sub_categories[target])
+            + 2 * (data.colours[shown] == data.colours[target])
+            + 1 * (data.master_categories[shown] == data.master_categories[target])
+        )
+        best = np.flatnonzero(match == match.max())
+        return int(shown[int(rng.choice(best))])
+
+    return pick
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """One page of a personalised round: slot counts, how exploration picks, how the profile is built."""
+
+    options: ProfileOptions
+    k_exploit: int = 5
+    k_explore: int = 5
+    explore_mode: str = "diverse"
+
+    @property
+    def k(self) -> int:
+        return self.k_exploit + self.k_explore
+
+
+def memory_pool(
+    *,
+    profile: Profile | None,
+    vectors: np.ndarray,
+    shown: np.ndarray,
+    config: RoundConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The candidate pool the pages fetch from the database, computed in memory (row indices).
+
+    Exactly the page's recipe (``personalisation.candidate_pool``): the nearest unseen rows to each of the
+    profile's query vectors plus a random sample of unseen rows for exploration, or a larger random sample
+    for a cold start.
+    """
+    unseen = np.flatnonzero(~shown)
+    if profile is None:
+        size = min(unseen.size, COLD_START_POOL_FACTOR * config.k)
+        return rng.choice(unseen, size=size, replace=False)
+    per_query = EXPLOIT_POOL_FACTOR * config.k_exploit
+    parts = []
+    for query in profile.query_vectors[-MAX_QUERY_VECTORS:]:
+        scores = vectors[unseen] @ query
+        top = np.argpartition(-scores, min(per_query, unseen.size - 1))[:per_query] if unseen.size else []
+        parts.append(unseen[top])
+    parts.append(rng.choice(unseen, size=min(unseen.size, EXPLORE_POOL_FACTOR * config.k_explore), replace=False))
+    pool = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    _, first = np.unique(pool, return_index=True)
+    return pool[np.sort(first)]
+
+
+def find_target(
+    *,
+    data: LabelledVectors,
+    categories: np.ndarray,
+    target: int,
+    judge: Judge,
+    config: RoundConfig,
+    rng: np.random.Generator,
+    max_rounds: int,
+) -> int:
+    """Rounds of the preference game until ``target`` is shown (``max_rounds`` + 1 when it never is)."""
+    vectors = data.vectors
+    shown = np.zeros(len(vectors), dtype=bool)
+    picks: list[int] = []
+    rejects: list[int] = []
+    for round_number in range(1, max_rounds + 1):
+        history = game_history(vectors[picks], vectors[rejects])
+        profile = shopper_profile(history, config.options)
+        pool = memory_pool(profile=profile, vectors=vectors, shown=shown, config=config, rng=rng)
+        if pool.size == 0:
+            break
+        selection = select_products(
+            profile=profile,
+            pool_ids=[int(i) for i in pool],
+            pool_vectors=vectors[pool],
+            pool_categories=[categories[i] for i in pool],
+            k_exploit=config.k_exploit,
+            k_explore=config.k_explore,
+            exclude_ids=(),
+            rng=rng,
+            explore_mode=config.explore_mode,
+        )
+        page = np.asarray(selection.ids, dtype=np.int64)
+        if (page == target).any():
+            return round_number
+        shown[page] = True
+        pick = judge(page, target)
+        picks.append(pick)
+        rejects.extend(int(i) for i in page if i != pick)
+    return max_rounds + 1
+
+
+def random_browsing_rounds(n: int, k: int) -> float:
+    """Expected rounds to see a given product when each round shows ``k`` unseen products at random.
+
+    The target's position in a random order is uniform on 1..n and it is seen in round ceil(position / k):
+    about (n / k + 1) / 2, i.e. the N / (2k) of the issue.
+    """
+    return float(np.mean(np.ceil(np.arange(1, n + 1) / k)))
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    strategy: str
+    judge: str
+    k_exploit: int
+    k_explore: int
+    rounds: np.ndarray  # per target
+
+    @property
+    def mean(self) -> float:
+        return float(self.rounds.mean())
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.rounds))
+
+
+def run_target_finding(
+    data: LabelledVectors,
+    *,
+    strategies: Sequence[str],
+    judges: Sequence[str] = ("vectors", "labels"),
+    slots: Sequence[tuple[int, int]] = ((5, 5),),
+    targets: int = 200,
+    seed: int = 0,
+    options: Callable[[str], ProfileOptions] | None = None,
+    explore_mode: str = "diverse",
+    categories: np.ndarray | None = None,
+) -> list[TargetResult]:
+    """Every (strategy, judge, slots) combination over the same sample of targets (seeded, repeatable)."""
+    options = options or ProfileOptions.from_settings
+    categories = data.article_types if categories is None else categories
+    target_rows = np.random.default_rng(seed).choice(len(data), size=min(targets, len(data)), replace=False)
+    results = []
+    for k_exploit, k_explore in slots:
+        max_rounds = int(np.ceil(len(data) / (k_exploit + k_explore)))
+        for judge_name in judges:
+            for strategy in strategies:
+                config = RoundConfig(
+                    options=options(strategy), k_exploit=k_exploit, k_explore=k_explore, explore_mode=explore_mode
+                )
+                rounds = []
+                for number, target in enumerate(target_rows):
+                    # One generator per target: each strategy meets the same cold start and the same ties.
+                    rng = np.random.default_rng([seed, number])
+                    judge = vector_judge(data.vectors) if judge_name == "vectors" else label_judge(data, rng)
+                    rounds.append(
+                        find_target(
+                            data=data,
+                            categories=categories,
+                            target=int(target),
+                            judge=judge,
+                            config=config,
+                            rng=rng,
+                            max_rounds=max_rounds,
+                        )
+                    )
+                results.append(
+                    TargetResult(strategy, judge_name, k_exploit, k_explore, np.asarray(rounds, dtype=np.float64))
+                )
+    return results

@@ -31,10 +31,12 @@ Every failure is a ``FetchError`` with a ``reason`` to show in the import log an
 from __future__ import annotations
 
 import email.utils
+import functools
 import ipaddress
 import json
 import random
 import socket
+import ssl
 import threading
 import time
 import urllib.robotparser
@@ -292,9 +294,15 @@ class _GuardedNetworkBackend(httpcore.SyncBackend):
         raise last_error or httpcore.ConnectError(f"no address to connect to for {host}")
 
 
+@functools.cache
+def _ssl_context(verify_tls: bool) -> ssl.SSLContext:
+    """Loading the CA bundle takes a noticeable fraction of a second; one context serves every client."""
+    return httpx.create_ssl_context(verify=verify_tls, trust_env=False)
+
+
 class _GuardedTransport(httpx.HTTPTransport):
     def __init__(self, *, allow_hosts: frozenset[str], verify_tls: bool) -> None:
-        ssl_context = httpx.create_ssl_context(verify=verify_tls, trust_env=False)
+        ssl_context = _ssl_context(verify_tls)
         super().__init__(verify=ssl_context, trust_env=False, retries=0)
         # httpx builds its connection pool without a way to choose the network backend; this swaps the
         # pool for one that connects through the guarded backend. httpx is pinned in requirements.txt.

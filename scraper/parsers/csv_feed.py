@@ -363,6 +363,8 @@ def _merge_into(product: ScrapedProduct, row: ScrapedProduct) -> None:
         product.currency = row.currency or product.currency
     if row.in_stock is not None:
         product.in_stock = bool(product.in_stock) or row.in_stock
+        if row.attributes.get("availability") != product.attributes.get("availability"):
+            product.attributes.pop("availability", None)  # the rows disagree; in_stock sums them up
     for name in ("title", "description", "url", "brand", "currency"):
         if not getattr(product, name):
             setattr(product, name, getattr(row, name))

@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from PIL import Image
 
@@ -237,8 +237,8 @@ def _iter_folder(
         for name in list(folder_names):
             if (folder_path / name).is_symlink():
                 folder_names.remove(name)
-                relative = (folder_path / name).relative_to(root).as_posix()
-                yield RowError(source_ref=relative + "/", reason="symbolic link refused")
+                link = (folder_path / name).relative_to(root).as_posix()
+                yield RowError(source_ref=link + "/", reason="symbolic link refused")
         for name in sorted(file_names):
             file_path = folder_path / name
             relative = PurePosixPath(file_path.relative_to(root).as_posix())
@@ -320,7 +320,11 @@ def _too_large(size_bytes: int, max_file_bytes: int) -> str:
     return f"file is {size_bytes:,} bytes; the limit is {max_file_bytes:,} bytes"
 
 
-def _read_limited(stream: BinaryIO | zipfile.ZipExtFile, max_bytes: int) -> bytes:
+class _Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+def _read_limited(stream: _Readable, max_bytes: int) -> bytes:
     """Read at most ``max_bytes``; sizes in headers can lie, so the limit holds on what is actually read."""
     chunks: list[bytes] = []
     size_bytes = 0

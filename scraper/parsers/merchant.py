@@ -32,6 +32,7 @@ DEFAULT_MAX_FEED_BYTES = 512 * 1024**2
 # Atom and RSS names for the same fields; a g: field of the same name wins over them.
 _PLAIN_FIELD_NAMES = {"summary": "description", "content": "description", "guid": "guid"}
 _MULTI_VALUE_FIELDS = {"additional_image_link"}
+_ITEM_TAGS = {"item", "entry", f"{{{ATOM_NAMESPACE}}}entry"}
 
 
 def parse_merchant_feed(
@@ -54,13 +55,13 @@ def _iter_xml_items(data: bytes, *, base_url: str) -> Iterator[ParsedRecord]:
     events = defusedxml.ElementTree.iterparse(io.BytesIO(data), events=("start", "end"))
     try:
         for event, element in events:
-            name = _split_tag(element.tag)[1]
             if root is None:
                 root = element
+                name = _split_tag(element.tag)[1]
                 if name not in ("rss", "feed"):
                     raise FeedError(f"not a Merchant feed: the root element is <{name}>, not <rss> or <feed>")
                 continue
-            if event != "end" or name not in ("item", "entry"):
+            if event != "end" or element.tag not in _ITEM_TAGS:
                 continue
             items_read += 1
             yield _record_from_item(element, position=items_read, base_url=base_url)

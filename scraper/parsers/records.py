@@ -98,7 +98,8 @@ def html_to_text(html: str) -> str:
     if not html or not html.strip():
         return ""
     if "<" not in html and "&" not in html:
-        return clean_text(html)
+        lines = (clean_text(line) for line in html.splitlines())
+        return "\n".join(line for line in lines if line)
     # Block ends become newlines before parsing, so "<p>a</p><p>b</p>" reads "a\nb", not "ab".
     marked = _BLOCK_END.sub(lambda match: match.group(0) + "\n", html)
     try:
@@ -246,12 +247,17 @@ def parse_in_stock(value: object) -> bool | None:
         raise ValueError(f"{value!r} is not an availability value") from None
 
 
+_PLAIN_ABSOLUTE_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:[/?#][^\s\\]*)?$")
+
+
 def absolute_url(value: str, *, base_url: str = "") -> str:
     """An absolute http(s) URL from what a feed wrote: a relative or protocol-relative (``//cdn/x.jpg``)
     URL is resolved against ``base_url``, or gets ``https:`` without one. Raises ``ValueError`` for other
     schemes and for relative paths without a ``base_url``.
     """
     url = clean_text(value).replace(" ", "%20")
+    if _PLAIN_ABSOLUTE_URL.match(url):
+        return url  # the common case, without the cost of parsing
     if base_url and not urlsplit(url).scheme:
         url = urljoin(base_url, url)  # "//cdn/x.jpg" takes the scheme of the page it was found on
     elif url.startswith("//"):

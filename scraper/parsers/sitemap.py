@@ -254,6 +254,11 @@ def _first_text(value: Any, *keys: str) -> str:
     return ""
 
 
+def _raw_text(value: Any) -> str:
+    """Like ``_first_text`` but keeps line breaks, for descriptions."""
+    return value if isinstance(value, str) else _first_text(value)
+
+
 def _image_values(value: Any) -> list[str]:
     if isinstance(value, list):
         return [url for item in value for url in _image_values(item)]
@@ -272,9 +277,9 @@ def _product_from_json_ld(
     if not offers:
         for variant in variants:
             offers += _collect_offers(variant.get("offers"))
-    priced = [offer for offer in offers if offer[0] is not None]
-    cheapest = min(priced, key=lambda offer: offer[0]) if priced else (None, "", None)
-    currency = cheapest[1] or next((offer[1] for offer in offers if offer[1]), "")
+    priced = [(offer[0], offer[1]) for offer in offers if offer[0] is not None]
+    price, currency = min(priced, key=lambda offer: offer[0]) if priced else (None, "")
+    currency = currency or next((offer[1] for offer in offers if offer[1]), "")
     stock_flags = [offer[2] for offer in offers if offer[2] is not None]
 
     images = _image_values(node.get("image"))
@@ -286,9 +291,9 @@ def _product_from_json_ld(
         text = _first_text(node.get(key), "name", "@id")
         if text:
             attributes[key] = text
-    availability = [offer[3] for offer in offers if offer[3]]
-    if availability:
-        attributes["availability"] = availability[0]
+    availability = {offer[3] for offer in offers if offer[3]}
+    if len(availability) == 1:  # offers that disagree are summed up by in_stock instead
+        attributes["availability"] = availability.pop()
 
     category = node.get("category")
     if isinstance(category, list):
@@ -303,10 +308,10 @@ def _product_from_json_ld(
     return ScrapedProduct(
         external_id=next((_first_text(node.get(key)) for key in _ID_KEYS if _first_text(node.get(key))), ""),
         title=title,
-        description=html_to_text(_first_text(node.get("description"))),
+        description=html_to_text(html_lib.unescape(_raw_text(node.get("description")))),
         url=_try_url(product_url, base_url=page_url) if product_url else canonical,
         brand=_first_text(node.get("brand") or node.get("manufacturer"), "name"),
-        price=cheapest[0],
+        price=price,
         currency=currency,
         in_stock=any(stock_flags) if stock_flags else None,
         category_path=category_path,
@@ -419,7 +424,11 @@ def _fill_from_meta(product: ScrapedProduct, meta: dict[str, list[str]], *, page
         images = [
             url for key in ("og:image:secure_url", "og:image", "og:image:url") for url in meta.get(key, [])
         ]
-        product.image_urls = unique([_try_url(image, base_url=page_url) for image in images])
+        urls = unique([_try_url(image, base_url=page_url) for image in images])
+        # Themes list each image twice, as og:image:secure_url and as og:image over plain http.
+        product.image_urls = [
+            url for url in urls if not (url.startswith("http:") and "https" + url[4:] in urls)
+        ]
     if product.price is None:
         try:
             amount, written_currency = parse_price(first("product:price:amount", "og:price:amount"))

@@ -39,10 +39,12 @@ def photo(size: tuple[int, int] = (96, 64), seed: int = 0) -> Image.Image:
 
 
 def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width x height in its IHDR but carries almost no pixel data (a few hundred bytes)."""
+    """A PNG that declares width x height in its IHDR but carries almost no pixel data."""
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        return (
+            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
     return (
@@ -322,7 +324,9 @@ def test_is_gpu_decodable_accepts_baseline_colour_jpeg_only():
     exif = Image.Exif()
     exif[0x0112] = 1
     assert is_gpu_decodable(encode(photo(), "JPEG"))
-    assert is_gpu_decodable(encode(photo(), "JPEG", exif=exif, icc_profile=b"\0" * 2000))  # APP segments first
+    assert is_gpu_decodable(
+        encode(photo(), "JPEG", exif=exif, icc_profile=b"\0" * 2000)
+    )  # APP segments first
     assert not is_gpu_decodable(encode(photo(), "JPEG", progressive=True))
     assert not is_gpu_decodable(encode(photo().convert("L"), "JPEG"))
     assert not is_gpu_decodable(encode(photo().convert("CMYK"), "JPEG"))

@@ -11,7 +11,7 @@ cached), images are drawn on first request and cached by name.
 URLs, relative to ``store.base_url``:
 
 ==================================  ===============================================================
-``/robots.txt``                     ``User-agent: *`` / ``Disallow: /private/``
+``/robots.txt``                     ``Disallow: /private/`` for every agent; status ``store.robots_status``
 ``/private/<anything>``             a page robots.txt forbids; a polite client never asks for it
 ``/products.json?page=N&limit=L``   Shopify products (``limit`` default 30, at most 250); past the end
                                     ``{"products": []}``
@@ -436,7 +436,15 @@ class FixtureStore:
         self._documents: dict[str, bytes] = {}
         self._images: dict[str, bytes] = {}
         self._cache_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fixture-store", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fixture-store",
+            daemon=True,
+        )
+        self.robots_status = (
+            200  # set to 404 or 503 to test how a client reads a missing or failing robots.txt
+        )
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -502,6 +510,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FixtureStore/1.0"
     timeout = 30  # an idle keep-alive connection releases its thread after this
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the client's delayed ACK
+    # would add 40 ms to every keep-alive request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
@@ -524,7 +535,7 @@ class _Handler(BaseHTTPRequestHandler):
         store, catalog, base = self.store, self.store.catalog, self.store.base_url
         if path == "/robots.txt":
             body = f"User-agent: *\nDisallow: /private/\n\nSitemap: {base}/sitemap.xml\n".encode()
-            return self._send(200, body, "text/plain")
+            return self._send(store.robots_status, body, "text/plain")
         if path.startswith("/private/"):
             return self._send(200, b"<html><body>staff only</body></html>", "text/html")
         if path == "/products.json" or (path.startswith("/collections/") and path.endswith("/products.json")):

@@ -1,0 +1,48 @@
+"""Signal receivers on the catalog: a stock change invalidates cached landing pages.
+
+Connected to whatever product model the recommendation apps use (``recommendations.catalog``), so the
+catalog app never imports this one. Cheap on purpose: the value of the stock field is remembered when a
+product is loaded, and the global catalog version is bumped (after commit) only when it really changed.
+Bulk ``QuerySet.update()`` sends no signals and deletions are not listened to (a ``post_delete`` receiver
+would turn off Django's fast bulk delete); for both, the landing view re-checks that the products of a
+cached page still exist and are in stock before serving it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models.signals import post_init, post_save
+
+from campaigns.services import bump_catalog_version
+from recommendations.catalog import product_field, product_model
+
+_SNAPSHOT = "_campaigns_stock_snapshot"
+_UNKNOWN = object()
+
+
+def remember_stock(sender: Any, instance: Any, **kwargs: Any) -> None:
+    field_name = product_field("in_stock")
+    # Deferred fields are absent from __dict__; reading them here would cost a query per product.
+    setattr(instance, _SNAPSHOT, instance.__dict__.get(field_name, _UNKNOWN) if field_name else _UNKNOWN)
+
+
+def stock_changed(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    field_name = product_field("in_stock")
+    if raw or created or not field_name:
+        # A new product has no vector yet, so it is on no landing page until it is embedded.
+        return
+    update_fields = kwargs.get("update_fields")
+    if update_fields is not None and field_name not in update_fields:
+        return
+    before = getattr(instance, _SNAPSHOT, _UNKNOWN)
+    now = instance.__dict__.get(field_name, _UNKNOWN)
+    setattr(instance, _SNAPSHOT, now)
+    if before is _UNKNOWN or before != now:
+        transaction.on_commit(bump_catalog_version)
+
+
+_model = product_model()
+post_init.connect(remember_stock, sender=_model, dispatch_uid="campaigns.remember_stock")
+post_save.connect(stock_changed, sender=_model, dispatch_uid="campaigns.stock_changed")

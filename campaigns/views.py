@@ -1,0 +1,272 @@
+"""Public campaign URLs: landing pages, the click counter redirect and the conversion event endpoint."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+from django.core import signing
+from django.core.cache import cache
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.html import escape
+from django.views.decorators.csrf import csrf_exempt
+
+from campaigns import selectors, services, tracking
+from campaigns.conf import app_setting
+from campaigns.models import Campaign, CampaignEvent, Creative
+from recommendations.catalog import product_model, product_url
+
+# Replaced per request with the visit's UTM parameters and click ids, so one cached page serves all visits.
+PASSTHROUGH_MARKER = "__lookalike_passthrough__"
+MAX_EVENT_BODY_BYTES = 4096
+CONVERSION_KINDS = (CampaignEvent.Kind.ADD_TO_CART, CampaignEvent.Kind.PURCHASE)
+
+
+def _session_key(request: HttpRequest) -> tuple[str, bool]:
+    """The anonymous session key from the first-party cookie, or a new one (True when new)."""
+    existing = tracking.valid_session_key(request.COOKIES.get(app_setting("SESSION_COOKIE")))
+    return (existing, False) if existing else (tracking.new_session_key(), True)
+
+
+def _set_session_cookie(response: HttpResponse, request: HttpRequest, session_key: str) -> None:
+    response.set_cookie(
+        app_setting("SESSION_COOKIE"),
+        session_key,
+        max_age=app_setting("SESSION_COOKIE_MAX_AGE_S"),
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure(),
+    )
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    # Every response counts a visit and may set a cookie: shared caches must not answer for us.
+    response["Cache-Control"] = "private, no-store"
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -> HttpResponse:
+    campaign = Campaign.objects.filter(slug=slug).first()
+    if campaign is None:
+        raise Http404("No such campaign.")
+    params = tracking.passthrough_params(request.GET)
+    now = timezone.now()
+    if campaign.has_ended(now=now):
+        fallback = campaign.fallback_url or app_setting("FALLBACK_URL")
+        return _no_store(HttpResponseRedirect(tracking.append_params(fallback, params)))
+    preview = not campaign.is_running(now=now)
+    if preview and not (request.user.is_authenticated and request.user.is_staff):
+        raise Http404("No such campaign.")
+
+    creatives = Creative.objects.filter(campaign=campaign).defer("vector")
+    creative = (creatives.filter(slug=creative_slug) if creative_slug else creatives).first()
+    if creative is None:
+        raise Http404("No such creative.")
+
+    session_key, new_session = _session_key(request)
+    space = selectors.active_space()
+    space_id = space.pk if space else None
+    variant = tracking.assign_variant(
+        campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
+    )
+    if preview and request.GET.get("variant") in (tracking.VISUAL, tracking.CONTROL):
+        variant = request.GET["variant"]
+    if not creative.is_ready_for(space_id):
+        services.requeue_stale_creative(creative, space_id=space_id)
+        if variant == tracking.VISUAL:
+            variant = tracking.FALLBACK
+
+    html = landing_html(campaign=campaign, creative=creative, variant=variant, space=space, preview=preview)
+    query = escape("&" + urlencode(params)) if params else ""
+    response = HttpResponse(html.replace(PASSTHROUGH_MARKER, query))
+    if not preview and not tracking.is_bot(request.headers.get("User-Agent")):
+        services.record_event(
+            campaign_id=campaign.pk,
+            creative_id=creative.pk,
+            variant=variant,
+            kind=CampaignEvent.Kind.IMPRESSION,
+            session_key=session_key,
+            utm=tracking.utm_of(params),
+        )
+    if new_session:
+        _set_session_cookie(response, request, session_key)
+    return _no_store(response)
+
+
+def landing_cache_key(*, campaign: Campaign, creative: Creative, variant: str, space_id: int | None) -> str:
+    return ":".join(
+        str(part)
+        for part in (
+            "campaigns:landing",
+            campaign.pk,
+            campaign.version,
+            creative.pk,
+            int(creative.updated_at.timestamp() * 1000),
+            variant,
+            space_id,
+            services.catalog_version(),
+        )
+    )
+
+
+def landing_html(*, campaign: Campaign, creative: Creative, variant: str, space, preview: bool) -> str:
+    """The page, from the cache when its products are all still available; fallback pages and previews
+    are never cached (they change as soon as the creative is embedded, or as the marketer edits)."""
+    cacheable = not preview and variant != tracking.FALLBACK
+    key = landing_cache_key(
+        campaign=campaign, creative=creative, variant=variant, space_id=space.pk if space else None
+    )
+    if cacheable:
+        cached = cache.get(key)
+        if cached is not None:
+            html, product_ids = cached
+            # Bulk stock updates send no signals: never send ad traffic to sold-out or deleted products.
+            if not product_ids or selectors.available_count(
+                product_ids, in_stock_only=campaign.in_stock_only
+            ) == len(set(product_ids)):
+                return html
+    if variant == tracking.VISUAL:
+        creative.vector = Creative.objects.values_list("vector", flat=True).get(pk=creative.pk)
+    items = selectors.landing_items(campaign=campaign, creative=creative, variant=variant, space=space)
+    html = render_to_string(
+        "campaigns/landing.html",
+        {
+            "campaign": campaign,
+            "creative": creative,
+            "variant": variant,
+            "items": items,
+            "headline": creative.headline or campaign.headline or campaign.name,
+            "preview": preview,
+            "passthrough": PASSTHROUGH_MARKER,
+            "home_url": app_setting("FALLBACK_URL"),
+        },
+    )
+    if cacheable:
+        cache.set(key, (html, [item.product_id for item in items]), timeout=app_setting("CACHE_TIMEOUT_S"))
+    return html
+
+
+def go(request: HttpRequest, slug: str, product_id: int) -> HttpResponse:
+    """Count a product click and redirect to the product page, keeping UTM parameters and click ids."""
+    campaign = Campaign.objects.filter(slug=slug).first()
+    if campaign is None:
+        raise Http404("No such campaign.")
+    params = tracking.passthrough_params(request.GET)
+    product = product_model()._default_manager.filter(pk=product_id).first()
+    if product is None:
+        return _no_store(HttpResponseRedirect(tracking.append_params(campaign.get_absolute_url(), params)))
+    destination = tracking.append_params(product_url(product), params)
+
+    session_key, new_session = _session_key(request)
+    creative_param = request.GET.get("cr", "")
+    creative_id = (
+        Creative.objects.filter(pk=int(creative_param), campaign=campaign)
+        .values_list("pk", flat=True)
+        .first()
+        if creative_param.isdigit()
+        else None
+    )
+    variant = request.GET.get("v")
+    if variant not in tracking.VARIANTS:
+        variant = tracking.assign_variant(
+            campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
+        )
+    attribution_cookie = None
+    if creative_id and campaign.is_running() and not tracking.is_bot(request.headers.get("User-Agent")):
+        services.record_event(
+            campaign_id=campaign.pk,
+            creative_id=creative_id,
+            variant=variant,
+            kind=CampaignEvent.Kind.CLICK,
+            session_key=session_key,
+            product_id=product.pk,
+            utm=tracking.utm_of(params),
+        )
+        attribution_cookie = tracking.make_attribution_token(
+            tracking.Attribution(
+                campaign_id=campaign.pk, creative_id=creative_id, variant=variant, session_key=session_key
+            )
+        )
+        token_param = app_setting("TOKEN_PARAM")
+        if token_param and tracking.is_other_host(destination, host=request.get_host()):
+            destination = tracking.append_params(destination, [(token_param, attribution_cookie)])
+    response = HttpResponseRedirect(destination)
+    if new_session:
+        _set_session_cookie(response, request, session_key)
+    if attribution_cookie:
+        response.set_cookie(
+            app_setting("ATTRIBUTION_COOKIE"),
+            attribution_cookie,
+            max_age=app_setting("ATTRIBUTION_MAX_AGE_S"),
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure(),
+        )
+    return _no_store(response)
+
+
+def _cors(response: HttpResponse) -> HttpResponse:
+    # The token is the credential (no cookies are read), so any store origin may post.
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    response["Access-Control-Allow-Headers"] = "Content-Type"
+    response["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+@csrf_exempt
+def events(request: HttpRequest) -> HttpResponse:
+    """``POST /c/events/`` with JSON ``{"token", "kind", "product_id"?, "order_id"?}``.
+
+    ``kind`` is "add_to_cart" or "purchase".
+
+    The token is the attribution token from the click (the ``lk_token`` URL parameter, or the
+    ``{% campaign_token %}`` tag). 201 recorded, 200 duplicate (``recorded: false``), 400 bad request,
+    403 bad or expired token. No CSRF: the signed token is the credential and no cookie is used.
+    """
+    if request.method == "OPTIONS":
+        return _cors(HttpResponse(status=204))
+    if request.method != "POST":
+        return _cors(HttpResponseNotAllowed(["POST", "OPTIONS"]))
+    if len(request.body) > MAX_EVENT_BODY_BYTES:
+        return _cors(JsonResponse({"error": "body too large"}, status=413))
+    try:
+        data = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return _cors(JsonResponse({"error": "the body must be JSON"}, status=400))
+    if not isinstance(data, dict):
+        return _cors(JsonResponse({"error": "the body must be a JSON object"}, status=400))
+    kind = data.get("kind")
+    if kind not in CONVERSION_KINDS:
+        return _cors(JsonResponse({"error": "kind must be add_to_cart or purchase"}, status=400))
+    try:
+        attribution = tracking.read_attribution_token(str(data.get("token") or ""))
+    except signing.SignatureExpired:
+        return _cors(JsonResponse({"error": "the token has expired"}, status=403))
+    except signing.BadSignature:
+        return _cors(JsonResponse({"error": "invalid token"}, status=403))
+    product_id = data.get("product_id")
+    if product_id is not None:
+        if (
+            isinstance(product_id, bool)
+            or not isinstance(product_id, int | str)
+            or not str(product_id).isdigit()
+        ):
+            return _cors(JsonResponse({"error": "product_id must be an integer"}, status=400))
+        product_id = int(product_id)
+        if not product_model()._default_manager.filter(pk=product_id).exists():
+            return _cors(JsonResponse({"error": "unknown product"}, status=400))
+    recorded = services.record_attributed_event(
+        attribution=attribution, kind=kind, product_id=product_id, order_id=str(data.get("order_id") or "")
+    )
+    return _cors(JsonResponse({"recorded": recorded}, status=201 if recorded else 200))
