@@ -7,4 +7,4 @@ class CampaignsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from campaigns import receivers  # noqa: F401  registration side effects
+        from campaigns import checks, receivers  # noqa: F401  registration side effects

@@ -6,6 +6,7 @@ The catalog is reached only through ``recommendations.catalog`` and the visual r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -47,6 +48,25 @@ class LandingItem:
 
 def active_space() -> EmbeddingSpace | None:
     return EmbeddingSpace.objects.active().only("pk", "dimensions").first()
+
+
+def landing_creative(*, slug: str, creative_slug: str | None = None) -> Creative | None:
+    """The creative of a landing page with its campaign and ``active_space_id``, in one query.
+
+    Without ``creative_slug``: the campaign's first creative. The vector is left out (only a cache miss of a
+    visual-match page needs it).
+    """
+    active = EmbeddingSpace.objects.active().values("pk")[:1]
+    creatives = (
+        Creative.objects.select_related("campaign")
+        .defer("vector")
+        .filter(campaign__slug=slug)
+        .annotate(active_space_id=models.Subquery(active))
+        .order_by("position", "pk")
+    )
+    if creative_slug:
+        creatives = creatives.filter(slug=creative_slug)
+    return creatives.first()
 
 
 def category_subtree_ids(category_ids: Sequence[int]) -> list[int]:
@@ -119,9 +139,7 @@ def landing_items(
             pinned = [pk for pk in pin_ids if pk in allowed][:limit]
         near = []
         if len(pinned) < limit:
-            filters = ProductFilter(
-                **{**base.__dict__, "exclude_product_ids": base.exclude_product_ids | set(pinned)}
-            )
+            filters = dataclasses.replace(base, exclude_product_ids=base.exclude_product_ids | set(pinned))
             near = products_near_vector(
                 vector=creative_vector(creative), limit=limit - len(pinned), filters=filters, space=space
             )
@@ -225,6 +243,10 @@ class ReportRow:
     ctr: stats.Proportion  # visitors who clicked a product / visitors
     add_to_cart: stats.Proportion  # visitors who added to cart / visitors
     conversion: stats.Proportion  # visitors who bought / visitors
+
+    @property
+    def rates(self) -> tuple[stats.Proportion, stats.Proportion, stats.Proportion]:
+        return self.ctr, self.add_to_cart, self.conversion
 
 
 @dataclass(frozen=True)

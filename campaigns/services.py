@@ -78,7 +78,7 @@ def check_creative_image(data: bytes) -> tuple[int, int]:
     try:
         info = inspect_image(data, max_pixels=app_setting("CREATIVE_MAX_PIXELS"), decode=True)
     except ImageRejected as error:
-        raise CreativeImageError(f"This is not a usable image: {error}.") from None
+        raise CreativeImageError(f"This is not a usable image: {str(error).rstrip('.')}.") from None
     return info.width, info.height
 
 
@@ -106,7 +106,7 @@ def fetch_creative_image(url: str) -> bytes:
         with GuardedClient(FetchPolicy(**policy_options)) as client:
             return client.get(url, kind="image").content
     except FetchError as error:
-        raise CreativeImageError(f"The image could not be fetched: {error.reason}.") from None
+        raise CreativeImageError(f"The image could not be fetched: {error.reason.rstrip('.')}.") from None
 
 
 def save_creative(

@@ -49,8 +49,10 @@ def wilson_interval(successes: int, trials: int, *, z: float = Z_95) -> tuple[fl
     denominator = 1 + z2 / trials
     centre = (p + z2 / (2 * trials)) / denominator
     half_width = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
-    # Clamp rounding noise at the ends (p = 0 or 1).
-    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+    # At p = 0 or 1 one bound is exactly 0 or 1; computing it leaves rounding noise.
+    low = 0.0 if successes == 0 else max(0.0, centre - half_width)
+    high = 1.0 if successes == trials else min(1.0, centre + half_width)
+    return low, high
 
 
 def proportion(successes: int, trials: int, *, z: float = Z_95) -> Proportion:

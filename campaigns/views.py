@@ -24,6 +24,7 @@ from campaigns import selectors, services, tracking
 from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
 from recommendations.catalog import product_model, product_url
+from recommendations.models import EmbeddingSpace
 
 # Replaced per request with the visit's UTM parameters and click ids, so one cached page serves all visits.
 PASSTHROUGH_MARKER = "__lookalike_passthrough__"
@@ -56,7 +57,8 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 
 def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -> HttpResponse:
-    campaign = Campaign.objects.filter(slug=slug).first()
+    creative = selectors.landing_creative(slug=slug, creative_slug=creative_slug)
+    campaign = creative.campaign if creative else Campaign.objects.filter(slug=slug).first()
     if campaign is None:
         raise Http404("No such campaign.")
     params = tracking.passthrough_params(request.GET)
@@ -67,15 +69,11 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
     preview = not campaign.is_running(now=now)
     if preview and not (request.user.is_authenticated and request.user.is_staff):
         raise Http404("No such campaign.")
-
-    creatives = Creative.objects.filter(campaign=campaign).defer("vector")
-    creative = (creatives.filter(slug=creative_slug) if creative_slug else creatives).first()
     if creative is None:
         raise Http404("No such creative.")
 
     session_key, new_session = _session_key(request)
-    space = selectors.active_space()
-    space_id = space.pk if space else None
+    space_id = creative.active_space_id
     variant = tracking.assign_variant(
         campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
     )
@@ -86,7 +84,9 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
         if variant == tracking.VISUAL:
             variant = tracking.FALLBACK
 
-    html = landing_html(campaign=campaign, creative=creative, variant=variant, space=space, preview=preview)
+    html = landing_html(
+        campaign=campaign, creative=creative, variant=variant, space_id=space_id, preview=preview
+    )
     query = escape("&" + urlencode(params)) if params else ""
     response = HttpResponse(html.replace(PASSTHROUGH_MARKER, query))
     if not preview and not tracking.is_bot(request.headers.get("User-Agent")):
@@ -104,37 +104,36 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
 
 
 def landing_cache_key(*, campaign: Campaign, creative: Creative, variant: str, space_id: int | None) -> str:
-    return ":".join(
-        str(part)
-        for part in (
-            "campaigns:landing",
-            campaign.pk,
-            campaign.version,
-            creative.pk,
-            int(creative.updated_at.timestamp() * 1000),
-            variant,
-            space_id,
-            services.catalog_version(),
-        )
+    """Changes with the campaign, the creative (and its vector), the variant and the active space. The
+    catalog's stock version is stored with the page instead, so one round trip fetches both."""
+    updated_ms = int(creative.updated_at.timestamp() * 1000)
+    return (
+        f"campaigns:landing:{campaign.pk}:{campaign.version}:{creative.pk}:{updated_ms}:{variant}:{space_id}"
     )
 
 
-def landing_html(*, campaign: Campaign, creative: Creative, variant: str, space, preview: bool) -> str:
-    """The page, from the cache when its products are all still available; fallback pages and previews
-    are never cached (they change as soon as the creative is embedded, or as the marketer edits)."""
+def landing_html(
+    *, campaign: Campaign, creative: Creative, variant: str, space_id: int | None, preview: bool
+) -> str:
+    """The page, from the cache when the catalog's stock has not changed since and its products are all still
+    available; fallback pages and previews are never cached (they change as soon as the creative is embedded,
+    or as the marketer edits)."""
     cacheable = not preview and variant != tracking.FALLBACK
-    key = landing_cache_key(
-        campaign=campaign, creative=creative, variant=variant, space_id=space.pk if space else None
-    )
+    key = landing_cache_key(campaign=campaign, creative=creative, variant=variant, space_id=space_id)
+    version = None
     if cacheable:
-        cached = cache.get(key)
-        if cached is not None:
-            html, product_ids = cached
+        found = cache.get_many([services.CATALOG_VERSION_KEY, key])
+        version = found.get(services.CATALOG_VERSION_KEY)
+        cached = found.get(key)
+        if version is None:
+            version = services.catalog_version()
+        elif cached is not None and cached[0] == version:
+            _, html, product_ids = cached
             # Bulk stock updates send no signals: never send ad traffic to sold-out or deleted products.
-            if not product_ids or selectors.available_count(
-                product_ids, in_stock_only=campaign.in_stock_only
-            ) == len(set(product_ids)):
+            available = selectors.available_count(product_ids, in_stock_only=campaign.in_stock_only)
+            if available == len(set(product_ids)):
                 return html
+    space = EmbeddingSpace.objects.filter(pk=space_id).first() if space_id else None
     if variant == tracking.VISUAL:
         creative.vector = Creative.objects.values_list("vector", flat=True).get(pk=creative.pk)
     items = selectors.landing_items(campaign=campaign, creative=creative, variant=variant, space=space)
@@ -152,7 +151,8 @@ def landing_html(*, campaign: Campaign, creative: Creative, variant: str, space,
         },
     )
     if cacheable:
-        cache.set(key, (html, [item.product_id for item in items]), timeout=app_setting("CACHE_TIMEOUT_S"))
+        value = (version, html, [item.product_id for item in items])
+        cache.set(key, value, timeout=app_setting("CACHE_TIMEOUT_S"))
     return html
 
 

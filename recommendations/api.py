@@ -53,7 +53,9 @@ def _answer(request: Request, result: SimilarProducts, *, product_id: int | None
             "product": product_id,
             "source": result.source,
             "reason": result.reason,
-            "space": {"id": space.pk, "encoder": space.encoder, "dimensions": space.dimensions} if space else None,
+            "space": {"id": space.pk, "encoder": space.encoder, "dimensions": space.dimensions}
+            if space
+            else None,
             "count": len(cards),
             "results": SimilarProductSerializer(cards, many=True, context={"request": request}).data,
         }
@@ -61,7 +63,7 @@ def _answer(request: Request, result: SimilarProducts, *, product_id: int | None
 
 
 def sniff_image_type(data: bytes) -> str | None:
-    """The image format from the file's first bytes (the name and the declared content type are not trusted)."""
+    """The image format from the file's first bytes (its name and declared content type are not trusted)."""
     if data.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -123,16 +125,21 @@ class ImageSearchView(APIView):
         description=(
             f"Send a photo ({ACCEPTED_IMAGE_TYPES}; the type is read from the content, not the file name) as "
             "the multipart field `image`, with the same optional filters as the similar-items endpoint "
-            "(`category=same` excepted). Too large a file or too many pixels: 413; not a supported image: 415; "
-            "a damaged image or bad parameters: 400."
+            "(`category=same` excepted). Too large a file or too many pixels: 413; not a supported image: "
+            "415; a damaged image or bad parameters: 400."
         ),
         tags=["similar items"],
         request={"multipart/form-data": ImageSearchSerializer},
         responses={
             200: SimilarProductsSerializer,
-            400: OpenApiResponse(ErrorSerializer, description="Missing or damaged image, or invalid parameters."),
-            413: OpenApiResponse(ErrorSerializer, description="File larger than IMAGE_SEARCH_MAX_BYTES, or "
-                                 "more pixels than IMAGE_SEARCH_MAX_PIXELS."),
+            400: OpenApiResponse(
+                ErrorSerializer, description="Missing or damaged image, or invalid parameters."
+            ),
+            413: OpenApiResponse(
+                ErrorSerializer,
+                description="File larger than IMAGE_SEARCH_MAX_BYTES, or "
+                "more pixels than IMAGE_SEARCH_MAX_PIXELS.",
+            ),
             415: OpenApiResponse(ErrorSerializer, description=f"Not a {ACCEPTED_IMAGE_TYPES} image."),
             429: OpenApiResponse(ErrorSerializer, description="More searches than IMAGE_SEARCH_RATE allows."),
         },
@@ -142,13 +149,18 @@ class ImageSearchView(APIView):
         too_large = f"Photos up to {max_bytes:,} bytes are accepted."
         declared_bytes = int(request.META.get("CONTENT_LENGTH") or 0)
         if declared_bytes > max_bytes + MULTIPART_OVERHEAD_BYTES:
-            return _error(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"The upload is {declared_bytes:,} bytes. {too_large}")
+            return _error(
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                f"The upload is {declared_bytes:,} bytes. {too_large}",
+            )
         form = ImageSearchSerializer(data=request.data)
         if not form.is_valid():
             return _error(status.HTTP_400_BAD_REQUEST, "Invalid parameters.", form.errors)
         upload = form.validated_data["image"]
         if upload.size > max_bytes:
-            return _error(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"The photo is {upload.size:,} bytes. {too_large}")
+            return _error(
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"The photo is {upload.size:,} bytes. {too_large}"
+            )
         data = upload.read()
         if sniff_image_type(data) is None:
             return _error(
@@ -156,7 +168,7 @@ class ImageSearchView(APIView):
                 f"The file is not a {ACCEPTED_IMAGE_TYPES} image (its content was checked, not its name).",
             )
         # imaging and services import torch: only this endpoint, not every API module user, pays for it.
-        from recommendations import imaging, services
+        from recommendations import imaging
 
         try:
             info = imaging.image_info(data)
@@ -169,13 +181,19 @@ class ImageSearchView(APIView):
                 f"The photo is {info.width}x{info.height} pixels; up to {max_pixels:,} pixels are accepted.",
             )
         if active_space() is None:
-            return _answer(request, SimilarProducts(items=[], source=NONE, reason=NO_ACTIVE_SPACE), product_id=None)
+            return _answer(
+                request, SimilarProducts(items=[], source=NONE, reason=NO_ACTIVE_SPACE), product_id=None
+            )
+        from recommendations import services
+
         try:
             space, vector = services.embed_query_image(data)
         except imaging.BadImage as error:
             return _error(status.HTTP_400_BAD_REQUEST, f"The photo cannot be read: {error.reason}.")
         except services.NoActiveSpace:  # retired between the check above and now
-            return _answer(request, SimilarProducts(items=[], source=NONE, reason=NO_ACTIVE_SPACE), product_id=None)
+            return _answer(
+                request, SimilarProducts(items=[], source=NONE, reason=NO_ACTIVE_SPACE), product_id=None
+            )
         result = search_near_vector(
             vector=vector,
             limit=form.validated_data.get("limit"),

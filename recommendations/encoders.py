@@ -281,7 +281,8 @@ class TorchEncoder:
         self.weights_id = weights_id
         self.device = device
         self._preprocess = preprocess
-        self.model = model.eval().to(device, memory_format=torch.channels_last)
+        # channels_last: faster convolutions on CUDA, and on CPU too (oneDNN; measured on these backbones).
+        self.model = model.eval().to(device).to(memory_format=torch.channels_last)
         self._autocast_dtype: torch.dtype | None = None
         if device.type == "cuda":
             self._autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

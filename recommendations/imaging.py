@@ -7,6 +7,7 @@ never stops a batch. This module knows nothing about Django.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import hashlib
 import io
@@ -99,23 +100,27 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _apply_exif_orientation(image: Image.Image) -> None:
+    # A damaged EXIF block should not cost the photo: it is then kept as stored.
+    with contextlib.suppress(Exception):
+        ImageOps.exif_transpose(image, in_place=True)
+
+
 def load_image(data: bytes, *, target_px: int = 256, max_pixels: int = 50_000_000) -> Image.Image:
     """Decode image bytes into an upright RGB image; raises BadImage (and nothing else) for a bad file.
 
     target_px: the smallest side the preprocessing needs; JPEGs are decoded at the smallest DCT scale
     (1/2, 1/4, 1/8) that still gives at least that, which makes large photos several times cheaper.
-    max_pixels: images whose header declares more pixels are refused before decoding.
-    Animated images give their first frame.
+    max_pixels: images whose header declares more pixels are refused before decoding (Pillow's own
+    limit, twice Image.MAX_IMAGE_PIXELS, applies on top). Animated images give their first frame.
     """
     image = _open(data, max_pixels=max_pixels)
     try:
-        if image.format == "JPEG":
+        if image.format in ("JPEG", "MPO"):  # MPO: the multi-picture JPEGs some cameras write
             image.draft("RGB", (target_px, target_px))
         image.load()  # decodes the first frame; raises OSError on truncated data
-        ImageOps.exif_transpose(image, in_place=True)
+        _apply_exif_orientation(image)
         return _to_rgb(image)
-    except BadImage:
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise BadImage(f"image too large, refused as a possible decompression bomb: {error}") from None
     except OSError as error:

@@ -26,7 +26,7 @@ def space_index_name(space: EmbeddingSpace) -> str:
 
 
 def space_index_state(space: EmbeddingSpace) -> str | None:
-    """"valid", "invalid" (a failed concurrent build leaves one behind) or None when there is no index."""
+    """ "valid", "invalid" (a failed concurrent build leaves one behind) or None when there is no index."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [space_index_name(space)]
@@ -94,4 +94,6 @@ def ensure_space_index(space: EmbeddingSpace, *, concurrently: bool = False) -> 
 def drop_space_index(space: EmbeddingSpace, *, concurrently: bool = False) -> None:
     """Drop the space's index (e.g. when a retired space's rows are about to be deleted)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP INDEX {'CONCURRENTLY ' if concurrently else ''}IF EXISTS {space_index_name(space)}")
+        cursor.execute(
+            f"DROP INDEX {'CONCURRENTLY ' if concurrently else ''}IF EXISTS {space_index_name(space)}"
+        )

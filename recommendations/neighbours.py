@@ -67,7 +67,9 @@ def normalise_rows(vectors: np.ndarray, *, in_place: bool = False) -> np.ndarray
     return vectors / norms
 
 
-def _keep_distinct_photos(candidates: Sequence[int], row: int, conflicts: list[set[int]], k: int) -> list[int]:
+def _keep_distinct_photos(
+    candidates: Sequence[int], row: int, conflicts: list[set[int]], k: int
+) -> list[int]:
     """The first ``k`` candidates that share no photo with ``row`` nor with a better kept candidate."""
     kept: list[int] = []
     blocked = set(conflicts[row])
@@ -138,7 +140,12 @@ def top_k_distinct_photos(
 
 
 def store_neighbours(
-    *, space: EmbeddingSpace, product_ids: np.ndarray, indices: np.ndarray, scores: np.ndarray, computed_at: datetime
+    *,
+    space: EmbeddingSpace,
+    product_ids: np.ndarray,
+    indices: np.ndarray,
+    scores: np.ndarray,
+    computed_at: datetime,
 ) -> int:
     """Replace the space's stored neighbours in one transaction (readers see old or new, never a mix).
 
@@ -200,7 +207,12 @@ def compute_neighbours(
     data = load_space_vectors(space)
     loaded = time.perf_counter()
     indices, scores = top_k_distinct_photos(
-        normalise_rows(data.vectors, in_place=True), data.image_sha256s, k, block_rows=block_rows, device=device, progress=progress
+        normalise_rows(data.vectors, in_place=True),
+        data.image_sha256s,
+        k,
+        block_rows=block_rows,
+        device=device,
+        progress=progress,
     )
     computed = time.perf_counter()
     written = store_neighbours(

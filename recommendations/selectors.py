@@ -79,10 +79,12 @@ class ProductFilter:
         )
 
     def excluding(self, product_ids: Iterable[int]) -> ProductFilter:
-        return dataclasses.replace(self, exclude_product_ids=self.exclude_product_ids | frozenset(product_ids))
+        return dataclasses.replace(
+            self, exclude_product_ids=self.exclude_product_ids | frozenset(product_ids)
+        )
 
     def product_q(self, prefix: str = "") -> models.Q:
-        """The filter as a Q object on the product model (``prefix`` e.g. "product__" from a related model)."""
+        """The filter as a Q object on the product model (``prefix``: e.g. "product__" from a relation)."""
         q = models.Q()
 
         def name(role: str) -> str | None:
@@ -194,7 +196,9 @@ def _stored_embedding(space: EmbeddingSpace, product_id: int) -> StoredEmbedding
     return StoredEmbedding(vector=row[0], image_sha256s=list(row[1] or []), updated_at=row[2])
 
 
-def product_vectors(product_ids: Iterable[int], *, space: EmbeddingSpace | None = None) -> dict[int, np.ndarray]:
+def product_vectors(
+    product_ids: Iterable[int], *, space: EmbeddingSpace | None = None
+) -> dict[int, np.ndarray]:
     """The query vectors of these products (products without one are left out)."""
     space = space or active_space()
     ids = [int(pk) for pk in product_ids]
@@ -202,7 +206,8 @@ def product_vectors(product_ids: Iterable[int], *, space: EmbeddingSpace | None 
         return {}
     table = ProductEmbedding._meta.db_table
     rows = _fetch_binary(
-        f"SELECT product_id, vector FROM {table} WHERE space_id = %s AND product_id = ANY(%s)", [space.pk, ids]
+        f"SELECT product_id, vector FROM {table} WHERE space_id = %s AND product_id = ANY(%s)",
+        [space.pk, ids],
     )
     return {int(pk): vector for pk, vector in rows}
 
@@ -211,7 +216,8 @@ def load_space_vectors(space: EmbeddingSpace) -> SpaceVectors:
     """All product vectors of a space in one binary read (100,000 x 2,048 is ~400 MB on the wire)."""
     table = ProductEmbedding._meta.db_table
     rows = _fetch_binary(
-        f"SELECT product_id, vector, image_sha256s FROM {table} WHERE space_id = %s ORDER BY product_id", [space.pk]
+        f"SELECT product_id, vector, image_sha256s FROM {table} WHERE space_id = %s ORDER BY product_id",
+        [space.pk],
     )
     dimensions = int(space.dimensions)
     vectors = np.empty((len(rows), dimensions), dtype=np.float32)
@@ -311,7 +317,9 @@ def _limit(limit: int | None) -> int:
 # --- live queries -----------------------------------------------------------------------------------------
 
 
-def _candidates(space: EmbeddingSpace, filters: ProductFilter, exclude_sha256s: Sequence[str]) -> models.QuerySet:
+def _candidates(
+    space: EmbeddingSpace, filters: ProductFilter, exclude_sha256s: Sequence[str]
+) -> models.QuerySet:
     rows = ProductEmbedding.objects.filter(space_id=space.pk).filter(filters.product_q(prefix="product__"))
     if exclude_sha256s:
         rows = rows.exclude(image_sha256s__overlap=list(exclude_sha256s))
@@ -430,7 +438,9 @@ def products_near_vector(
     diversity: float = 0.0,
 ) -> list[ScoredProduct]:
     """The products whose vectors are nearest (cosine) to ``vector``, best first, one row per product."""
-    return search_near_vector(vector=vector, limit=limit, filters=filters, space=space, diversity=diversity).items
+    return search_near_vector(
+        vector=vector, limit=limit, filters=filters, space=space, diversity=diversity
+    ).items
 
 
 # --- similar to a product -------------------------------------------------------------------------------
@@ -457,7 +467,8 @@ def _precomputed_neighbours(
     kept = [
         (int(row[0]), float(row[1]))
         for row in rows
-        if row[0] not in filters.exclude_product_ids and not (filters.in_stock_only and in_stock and not row[3])
+        if row[0] not in filters.exclude_product_ids
+        and not (filters.in_stock_only and in_stock and not row[3])
     ]
     return kept[:limit] if len(kept) >= limit else None
 

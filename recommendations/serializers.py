@@ -1,4 +1,4 @@
-"""Request parameters and answers of the similar-items API (validated here, documented in the OpenAPI schema)."""
+"""Request parameters and answers of the similar-items API, validated here and documented in the schema."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def _category_choice(value: str, *, allow_same: bool, allow_any: bool) -> str | 
         return ANY
     if value.isdigit() and int(value) > 0:
         return int(value)
-    words = " or ".join(["a category id", *([f"`{ANY}`"] if allow_any else []), *([f"`{SAME}`"] if allow_same else [])])
+    words = " or ".join(
+        ["a category id", *([f"`{ANY}`"] if allow_any else []), *([f"`{SAME}`"] if allow_same else [])]
+    )
     raise serializers.ValidationError(f"Expected {words}, got {value!r}.")
 
 
@@ -31,7 +33,10 @@ class SimilarQuerySerializer(serializers.Serializer):
     """Query parameters of ``GET /api/products/{id}/similar/``."""
 
     limit = serializers.IntegerField(
-        min_value=1, max_value=MAX_LIMIT, required=False, help_text="Number of results (default SIMILAR_LIMIT)."
+        min_value=1,
+        max_value=MAX_LIMIT,
+        required=False,
+        help_text="Number of results (default SIMILAR_LIMIT).",
     )
     # allow_null: a missing flag in a query string must mean "default", not False.
     in_stock = serializers.BooleanField(
@@ -98,7 +103,9 @@ class SimilarQuerySerializer(serializers.Serializer):
 class ImageSearchSerializer(SimilarQuerySerializer):
     """Multipart form of ``POST /api/search/by-image/``: the photo plus the same filters."""
 
-    image = serializers.FileField(help_text="The photo: JPEG, PNG, WebP or GIF (checked by content, not name).")
+    image = serializers.FileField(
+        help_text="The photo: JPEG, PNG, WebP or GIF (checked by content, not name)."
+    )
 
     allow_same = False  # there is no product to take "same" from
 
@@ -137,12 +144,16 @@ class SimilarProductSerializer(serializers.Serializer):
 class SimilarProductsSerializer(serializers.Serializer):
     """The answer of both endpoints."""
 
-    product = serializers.IntegerField(allow_null=True, help_text="The query product (null for image search).")
+    product = serializers.IntegerField(
+        allow_null=True, help_text="The query product (null for image search)."
+    )
     source = serializers.ChoiceField(
         choices=["precomputed", "index", "exact", "none"],
-        help_text="How the answer was found: stored neighbours, the HNSW index, an exact scan, or not at all.",
+        help_text="How the answer was found: stored neighbours, the HNSW index, an exact scan, or not at all",
     )
-    reason = serializers.CharField(allow_blank=True, help_text="Why the list is empty when it could not be computed.")
+    reason = serializers.CharField(
+        allow_blank=True, help_text="Why the list is empty when it could not be computed."
+    )
     space = EmbeddingSpaceSerializer(allow_null=True)
     count = serializers.IntegerField()
     results = SimilarProductSerializer(many=True)
@@ -151,5 +162,7 @@ class SimilarProductsSerializer(serializers.Serializer):
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False, help_text="Errors per field."
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Errors per field.",
     )

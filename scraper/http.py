@@ -8,10 +8,9 @@ Catalog URLs come from merchants, feeds and redirects, so every request is treat
   of those kinds embedded in IPv6 (mapped, 6to4, Teredo, NAT64) — unless the host is in
   ``FetchPolicy.allow_hosts``. The check runs on every redirect hop (redirects are followed here,
   not by httpx), before anything connects.
-* DNS rebinding: the connection layer resolves the name again, checks those addresses, and connects
-  to a checked address (TLS still verifies the certificate against the host name); the peer address
-  of the connection is checked once more when the response arrives. Environment proxies are ignored
-  for the same reason.
+* DNS rebinding: the connection layer (``scraper.netguard``) resolves the name again, checks those
+  addresses, and connects to a checked address; the peer address of the connection is checked once
+  more when the response arrives. Environment proxies are ignored for the same reason.
 * Bodies are streamed and capped per kind (Content-Length first, then while reading); each attempt
   also has an overall deadline, so a server trickling bytes cannot hold a worker.
 * ``kind="image"`` responses must be images by their magic bytes, within ``max_image_pixels``, and
@@ -19,7 +18,8 @@ Catalog URLs come from merchants, feeds and redirects, so every request is treat
 * Retries with exponential backoff and jitter on 5xx, 429, timeouts and connection errors, honouring
   ``Retry-After`` (seconds or an HTTP date). A ``Retry-After`` longer than ``max_retry_after_s`` is not
   slept through: the ``FetchHTTPError`` carries it (``retry_after_s``) so a Celery task can retry later.
-* robots.txt is fetched once per origin and cached (in process, and in Redis when a client is given).
+* robots.txt is fetched once per origin and cached (``scraper.robots``: in process, and in Redis when a
+  client is given).
   404 and other 4xx mean "allow all"; 429, 5xx and network failures mean "disallow all" for
   ``robots_error_ttl_s`` (Google's rule: a site whose robots.txt errors may be in trouble).
   ``Crawl-delay`` raises the throttle's interval for that domain. Matching uses ``urllib.robotparser``:
@@ -31,26 +31,26 @@ Every failure is a ``FetchError`` with a ``reason`` to show in the import log an
 from __future__ import annotations
 
 import email.utils
-import functools
-import ipaddress
-import json
 import random
-import socket
-import ssl
-import threading
 import time
-import urllib.robotparser
-from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urljoin, urlsplit
 
-import httpcore
 import httpx
 
+from .netguard import (
+    AddressRefused,
+    GuardedTransport,
+    HostUnresolvable,
+    address_refusal,
+    peer_refusal,
+    resolve_public_addresses,
+)
 from .parsers import detect_feed_format
 from .parsers.image_folder import ImageRejected, ImageTooLarge, inspect_image, sniff_image_type
+from .robots import RobotsCache, RobotsRules
 
 if TYPE_CHECKING:
     from .ratelimit import SlotGrant
@@ -211,172 +211,6 @@ def sniff_content_type(content: bytes) -> str | None:
     }.get(fmt or "")
 
 
-# --- Address checks ----------------------------------------------------------------------------------
-
-_SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def address_refusal(address: str) -> str | None:
-    """Why connecting to this IP address is refused, or ``None`` when it is a public unicast address."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded: ipaddress.IPv4Address | None = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip.teredo:
-            embedded = ip.teredo[1]
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            reason = address_refusal(str(embedded))
-            if reason:
-                return f"{reason} inside the IPv6 address {ip}"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address (the range of cloud metadata services)"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_unspecified:
-        return "an unspecified address"
-    if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED_ADDRESS_SPACE:
-        return "a shared (carrier-grade NAT) address"
-    if ip.is_private:
-        return "a private address"
-    if ip.is_reserved:
-        return "a reserved address"
-    if not ip.is_global:
-        return "a non-public address"
-    return None
-
-
-def resolve_public_addresses(host: str, port: int) -> list[str]:
-    """The host's addresses, all checked; ``FetchRefused`` if any is not public (a name that resolves
-    to both a public and a private address is as suspicious as one that resolves only to the latter)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
-        raise FetchConnectionError(
-            f"cannot resolve host {host!r}: {error.strerror}", retryable=error.errno == socket.EAI_AGAIN
-        ) from None
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    for address in addresses:
-        reason = address_refusal(address)
-        if reason and host == address:
-            raise FetchRefused(f"{host} is {reason}")
-        if reason:
-            raise FetchRefused(f"{host} resolves to {address}, {reason}")
-    return addresses
-
-
-class _GuardedNetworkBackend(httpcore.SyncBackend):
-    """Resolves, checks and connects to a checked address in one step, so the address that was checked
-    is the address connected to, whatever DNS answers the second time."""
-
-    def __init__(self, allow_hosts: frozenset[str]) -> None:
-        self._allow_hosts = allow_hosts
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        if host.lower().strip("[]") in self._allow_hosts:
-            return super().connect_tcp(host, port, timeout, local_address, socket_options)
-        last_error: Exception | None = None
-        for address in resolve_public_addresses(host.strip("[]"), port):
-            try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as error:
-                last_error = error
-        raise last_error or httpcore.ConnectError(f"no address to connect to for {host}")
-
-
-@functools.cache
-def _ssl_context(verify_tls: bool) -> ssl.SSLContext:
-    """Loading the CA bundle takes a noticeable fraction of a second; one context serves every client."""
-    return httpx.create_ssl_context(verify=verify_tls, trust_env=False)
-
-
-class _GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, *, allow_hosts: frozenset[str], verify_tls: bool) -> None:
-        ssl_context = _ssl_context(verify_tls)
-        super().__init__(verify=ssl_context, trust_env=False, retries=0)
-        # httpx builds its connection pool without a way to choose the network backend; this swaps the
-        # pool for one that connects through the guarded backend. httpx is pinned in requirements.txt.
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=64,
-            max_keepalive_connections=16,
-            keepalive_expiry=5.0,
-            retries=0,
-            network_backend=_GuardedNetworkBackend(allow_hosts),
-        )
-
-
-# --- robots.txt --------------------------------------------------------------------------------------
-
-
-@dataclass
-class _RobotsRules:
-    verdict: Literal["rules", "allow_all", "disallow_all"]
-    body: str = ""
-    note: str = ""  # why allow/disallow all, for the refusal message
-    parser: urllib.robotparser.RobotFileParser | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.verdict == "rules":
-            self.parser = urllib.robotparser.RobotFileParser()
-            self.parser.parse(self.body.splitlines())
-
-    def allows(self, url: str, agent: str) -> bool:
-        if self.verdict != "rules":
-            return self.verdict == "allow_all"
-        assert self.parser is not None
-        return self.parser.can_fetch(agent, url)
-
-    def crawl_delay_s(self, agent: str) -> float | None:
-        if self.parser is None:
-            return None
-        delay = self.parser.crawl_delay(agent)
-        return float(delay) if delay is not None else None
-
-
-class _RobotsCache:
-    """Per-origin rules with expiry, in this process and optionally in Redis for every worker."""
-
-    def __init__(self, redis_client: Any | None, key_prefix: str) -> None:
-        self._redis = redis_client
-        self._key_prefix = key_prefix
-        self._local: dict[str, tuple[float, _RobotsRules]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, origin: str) -> _RobotsRules | None:
-        with self._lock:
-            cached = self._local.get(origin)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        if self._redis is not None:
-            stored = self._redis.get(f"{self._key_prefix}:{origin}")
-            ttl_ms = self._redis.pttl(f"{self._key_prefix}:{origin}") if stored else -1
-            if stored and ttl_ms > 0:
-                data = json.loads(stored)
-                rules = _RobotsRules(verdict=data["verdict"], body=data["body"], note=data["note"])
-                with self._lock:
-                    self._local[origin] = (time.monotonic() + ttl_ms / 1000, rules)
-                return rules
-        return None
-
-    def put(self, origin: str, rules: _RobotsRules, ttl_s: float) -> None:
-        with self._lock:
-            self._local[origin] = (time.monotonic() + ttl_s, rules)
-        if self._redis is not None:
-            payload = json.dumps({"verdict": rules.verdict, "body": rules.body, "note": rules.note})
-            self._redis.set(f"{self._key_prefix}:{origin}", payload, px=max(1, int(ttl_s * 1000)))
-
-
 # --- The client --------------------------------------------------------------------------------------
 
 
@@ -417,9 +251,9 @@ class GuardedClient:
     ) -> None:
         self.policy = policy or FetchPolicy()
         self.throttle = throttle
-        self._robots = _RobotsCache(robots_redis, robots_key_prefix)
+        self._robots = RobotsCache(robots_redis, robots_key_prefix)
         self._http = httpx.Client(
-            transport=_GuardedTransport(
+            transport=GuardedTransport(
                 allow_hosts=self.policy.allow_hosts, verify_tls=self.policy.verify_tls
             ),
             headers={"User-Agent": self.policy.user_agent},
@@ -465,9 +299,10 @@ class GuardedClient:
             raise FetchRefused("the URL has an invalid port", url=url) from None
         try:
             resolve_public_addresses(host, port)
-        except FetchError as error:
-            error.url = url
-            raise
+        except AddressRefused as error:
+            raise FetchRefused(error.reason, url=url) from None
+        except HostUnresolvable as error:
+            raise FetchConnectionError(error.reason, url=url, retryable=error.retryable) from None
 
     def get(self, url: str, *, kind: FetchKind) -> FetchResult:
         """GET ``url`` and return its body; redirects are followed (each hop checked).
@@ -576,6 +411,10 @@ class GuardedClient:
                 ) from None
             except httpx.HTTPError as error:
                 raise FetchError(f"request failed: {error}", url=url) from None
+            except AddressRefused as error:  # the connection layer's own check (DNS answered differently)
+                raise FetchRefused(error.reason, url=url) from None
+            except HostUnresolvable as error:
+                raise FetchConnectionError(error.reason, url=url, retryable=error.retryable) from None
             try:
                 self._check_peer(response, host=host, url=url)
                 content = b""
@@ -588,12 +427,9 @@ class GuardedClient:
     def _check_peer(self, response: httpx.Response, *, host: str, url: str) -> None:
         if host in self.policy.allow_hosts:
             return
-        stream = response.extensions.get("network_stream")
-        peer = stream.get_extra_info("server_addr") if stream is not None else None
-        if peer:
-            reason = address_refusal(str(peer[0]))
-            if reason:
-                raise FetchRefused(f"connected to {peer[0]}, {reason}", url=url)
+        reason = peer_refusal(response)
+        if reason:
+            raise FetchRefused(reason, url=url)
 
     def _read_body(self, response: httpx.Response, *, url: str, kind: FetchKind, deadline: float) -> bytes:
         max_bytes = self.policy.max_bytes(kind)
@@ -658,25 +494,25 @@ class GuardedClient:
         delay_s = rules.crawl_delay_s(agent)
         return min(delay_s, self.policy.max_crawl_delay_s) if delay_s else None
 
-    def _load_robots(self, origin: str) -> _RobotsRules:
+    def _load_robots(self, origin: str) -> RobotsRules:
         ttl_s = self.policy.robots_ttl_s
         try:
             result = self.get(f"{origin}/robots.txt", kind="robots")
-            rules = _RobotsRules(verdict="rules", body=result.text())
+            rules = RobotsRules(verdict="rules", body=result.text())
         except FetchHTTPError as error:
             if error.status == 429 or error.status >= 500:
-                rules = _RobotsRules(verdict="disallow_all", note=f"HTTP {error.status}")
+                rules = RobotsRules(verdict="disallow_all", note=f"HTTP {error.status}")
                 ttl_s = self.policy.robots_error_ttl_s
             else:
-                rules = _RobotsRules(verdict="allow_all", note=f"HTTP {error.status}")
+                rules = RobotsRules(verdict="allow_all", note=f"HTTP {error.status}")
         except (FetchTimeout, FetchConnectionError) as error:
-            rules = _RobotsRules(verdict="disallow_all", note=error.reason)
+            rules = RobotsRules(verdict="disallow_all", note=error.reason)
             ttl_s = self.policy.robots_error_ttl_s
         except FetchRefused:
             raise  # the origin itself is refused; the caller reports that, not robots.txt
         except FetchError as error:
             # Too large, too many redirects: Google treats these like a missing robots.txt.
-            rules = _RobotsRules(verdict="allow_all", note=error.reason)
+            rules = RobotsRules(verdict="allow_all", note=error.reason)
         self._robots.put(origin, rules, ttl_s)
         return rules
 

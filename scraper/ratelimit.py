@@ -18,6 +18,7 @@ lease until it expires (``lease_s``), never forever; ``lease_s`` must exceed the
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -128,3 +129,37 @@ class DomainThrottle:
             yield SlotGrant(domain=domain, start_ms=int(start_ms), waited_s=time.monotonic() - waited_from)
         finally:
             self._redis.zrem(lease_key, token)
+
+
+class LocalThrottle:
+    """The same rules as ``DomainThrottle`` within one process, without Redis (``SHARED_STATE`` off)."""
+
+    def __init__(self, *, min_interval_s: float, max_concurrency: int, acquire_timeout_s: float = 600.0) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.min_interval_s = min_interval_s
+        self.max_concurrency = max_concurrency
+        self.acquire_timeout_s = acquire_timeout_s
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._next_start: dict[str, float] = {}
+
+    @contextmanager
+    def slot(self, domain: str, *, min_interval_s: float | None = None) -> Iterator[SlotGrant]:
+        domain = domain.lower().rstrip(".")
+        waited_from = time.monotonic()
+        with self._lock:
+            semaphore = self._slots.setdefault(domain, threading.BoundedSemaphore(self.max_concurrency))
+        if not semaphore.acquire(timeout=self.acquire_timeout_s):
+            raise ThrottleTimeout(f"no request slot for {domain} within {self.acquire_timeout_s:.0f} s")
+        try:
+            interval_s = max(self.min_interval_s, min_interval_s or 0.0)
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next_start.get(domain, 0.0))
+                self._next_start[domain] = start + interval_s
+            if start > now:
+                time.sleep(start - now)
+            yield SlotGrant(domain=domain, start_ms=int(time.time() * 1000), waited_s=time.monotonic() - waited_from)
+        finally:
+            semaphore.release()

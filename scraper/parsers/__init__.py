@@ -34,7 +34,7 @@ from .image_folder import (
 from .merchant import parse_merchant_feed
 from .records import FeedError, LocalImage, ParsedRecord, RowError, ScrapedProduct
 from .shopify import parse_shopify_products, shopify_page_urls
-from .sitemap import SitemapResult, parse_product_page, parse_sitemap
+from .sitemap import NotAProduct, SitemapResult, parse_product_page, parse_sitemap
 
 __all__ = [
     "FeedError",
@@ -43,6 +43,7 @@ __all__ = [
     "ImageRejected",
     "ImageTooLarge",
     "LocalImage",
+    "NotAProduct",
     "ParsedRecord",
     "RowError",
     "ScrapedProduct",

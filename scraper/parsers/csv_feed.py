@@ -18,6 +18,9 @@ Choices worth knowing:
   ``attributes["regular_price"]``. A currency column wins over a symbol or code inside the price.
 * A numeric category (a Google product category id such as ``1604``) is kept in
   ``attributes["google_product_category_id"]`` rather than used as a category name.
+* Image cells may hold file names relative to the CSV (``shirt-1.jpg``, ``photos/shirt-1.jpg``) when
+  ``base_dir`` says where the CSV lies: the files are read from that folder (never from outside it)
+  into ``image_files``. Without ``base_dir``, relative names are resolved against ``base_url``.
 """
 
 from __future__ import annotations
@@ -25,22 +28,28 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
+from .image_folder import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, read_image_file
 from .records import (
     FeedError,
+    LocalImage,
     ParsedRecord,
     RowError,
     ScrapedProduct,
     absolute_url,
+    availability_detail,
     clean_text,
     decode_text,
     html_to_text,
     parse_in_stock,
     parse_price,
+    payload_snippet,
     split_category_path,
     unique,
 )
@@ -107,6 +116,17 @@ _ALIAS_TO_FIELD = {alias: name for name, aliases in COLUMN_ALIASES.items() for a
 # Image lists are separated by "|" or whitespace; Google Merchant TSVs use commas, which are split
 # only before another URL because commas are legal inside URLs (image CDN transformations use them).
 _IMAGE_LIST_SEPARATOR = re.compile(r"\s*\|\s*|\s+|,(?=\s*(?:https?:)?//)")
+# "https:", "ftp:", "C:" (refused later as not http), "//cdn": not a file name relative to the CSV.
+_NOT_A_FILE_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:|//)")
+
+
+@dataclass(frozen=True)
+class LocalFiles:
+    """Where relative image file names in a CSV are read from, and the limits for each file."""
+
+    base_dir: Path
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def normalise_header(name: str) -> str:
@@ -170,19 +190,29 @@ def sniff_delimiter(header_line: str) -> str:
     return max(DELIMITERS, key=score)
 
 
-def parse_csv(data: bytes, *, base_url: str = "") -> Iterator[ParsedRecord]:
+def parse_csv(
+    data: bytes,
+    *,
+    base_url: str = "",
+    base_dir: str | os.PathLike[str] | None = None,
+    max_image_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_image_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[ParsedRecord]:
     """Read a product CSV/TSV file; yields one ``ScrapedProduct`` or ``RowError`` per product row.
 
-    ``base_url`` resolves relative image and product links (``/img/a.jpg``); without it they are
-    row errors. Raises ``FeedError`` at once (before any record) when the file is empty or lacks an
-    id or title column; the message lists the accepted column names.
+    ``base_dir`` (the CSV's folder) makes relative image names local files, read into
+    ``image_files`` within ``max_image_bytes`` / ``max_image_pixels``; otherwise ``base_url`` resolves
+    relative image and product links (``/img/a.jpg``), and without either they are row errors.
+    Raises ``FeedError`` at once (before any record) when the file is empty or lacks an id or title
+    column; the message lists the accepted column names.
     """
     text, encoding = decode_text(data)
     text = text.replace("\x00", "")
     first_line = next((line for line in text.splitlines() if line.strip()), "")
     if not first_line:
         raise FeedError("the file is empty")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(first_line))
+    delimiter = sniff_delimiter(first_line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     row_number = 0
     header: list[str] = []
     for header in reader:
@@ -195,11 +225,31 @@ def parse_csv(data: bytes, *, base_url: str = "") -> Iterator[ParsedRecord]:
         expected = "; ".join(f"{name} (or {', '.join(COLUMN_ALIASES[name][1:])})" for name in missing)
         found = ", ".join(cell.strip() for cell in header if cell.strip())
         raise FeedError(f"missing required column(s): {expected}. Columns found: {found}")
-    return _iter_products(reader, columns, first_row_number=row_number, encoding=encoding, base_url=base_url)
+    local_files = (
+        LocalFiles(Path(base_dir), max_file_bytes=max_image_bytes, max_pixels=max_image_pixels)
+        if base_dir is not None
+        else None
+    )
+    return _iter_products(
+        reader,
+        columns,
+        first_row_number=row_number,
+        encoding=encoding,
+        base_url=base_url,
+        local_files=local_files,
+        delimiter=delimiter,
+    )
 
 
 def _iter_products(
-    reader: Iterator[list[str]], columns: ColumnMap, *, first_row_number: int, encoding: str, base_url: str
+    reader: Iterator[list[str]],
+    columns: ColumnMap,
+    *,
+    first_row_number: int,
+    encoding: str,
+    base_url: str,
+    local_files: LocalFiles | None,
+    delimiter: str,
 ) -> Iterator[ParsedRecord]:
     if encoding == "cp1252":
         yield RowError(
@@ -223,10 +273,14 @@ def _iter_products(
         if not any(cell.strip() for cell in cells):
             continue
         source_ref = f"row {row_number}"
+        payload = payload_snippet(delimiter.join(cells))
         try:
-            product = _product_from_cells(cells, columns, source_ref=source_ref, base_url=base_url)
+            product = _product_from_cells(
+                cells, columns, source_ref=source_ref, base_url=base_url, local_files=local_files
+            )
         except ValueError as error:
-            yield RowError(source_ref=source_ref, reason=str(error))
+            external_id = clean_text(_cell(cells, columns, "external_id"))
+            yield RowError(source_ref=source_ref, reason=str(error), external_id=external_id, payload=payload)
             continue
         if pending is not None and product.external_id == pending.external_id:
             _merge_into(pending, product)
@@ -236,10 +290,14 @@ def _iter_products(
                 source_ref=source_ref,
                 reason=f"duplicate external_id {product.external_id!r} (first seen at row "
                 f"{first_row_of[product.external_id]}); rows of one product must be next to each other",
+                external_id=product.external_id,
+                payload=payload,
             )
             continue
         if not product.title:
-            yield RowError(source_ref=source_ref, reason="missing title")
+            yield RowError(
+                source_ref=source_ref, reason="missing title", external_id=product.external_id, payload=payload
+            )
             continue
         if pending is not None:
             yield pending
@@ -256,7 +314,7 @@ def product_from_mapping(values: Mapping[str, str], *, source_ref: str, base_url
     Raises ``ValueError`` with the reason when the record is not a usable product.
     """
     product = _product_from_cells(
-        list(values.values()), _column_map(tuple(values)), source_ref=source_ref, base_url=base_url
+        list(values.values()), _column_map(tuple(values)), source_ref=source_ref, base_url=base_url, local_files=None
     )
     if not product.title:
         raise ValueError("missing title")
@@ -268,8 +326,13 @@ def _column_map(header: tuple[str, ...]) -> ColumnMap:
     return ColumnMap.from_header(list(header))
 
 
+def _cell(cells: list[str], columns: ColumnMap, field_name: str) -> str:
+    index = columns.fields.get(field_name)
+    return cells[index].strip() if index is not None and index < len(cells) else ""
+
+
 def _product_from_cells(
-    cells: list[str], columns: ColumnMap, *, source_ref: str, base_url: str
+    cells: list[str], columns: ColumnMap, *, source_ref: str, base_url: str, local_files: LocalFiles | None
 ) -> ScrapedProduct:
     """Raises ``ValueError`` with a reason a merchant can act on."""
     if len(cells) > columns.width and any(cell.strip() for cell in cells[columns.width :]):
@@ -279,8 +342,7 @@ def _product_from_cells(
         )
 
     def cell(field_name: str) -> str:
-        index = columns.fields.get(field_name)
-        return cells[index].strip() if index is not None and index < len(cells) else ""
+        return _cell(cells, columns, field_name)
 
     external_id = clean_text(cell("external_id"))
     if not external_id:
@@ -304,7 +366,7 @@ def _product_from_cells(
         in_stock = parse_in_stock(availability)
     except ValueError as error:
         raise ValueError(f"in_stock: {error}") from None
-    if availability:
+    if availability_detail(availability):
         attributes["availability"] = availability
 
     category = clean_text(cell("category"))
@@ -317,13 +379,26 @@ def _product_from_cells(
     image_cells = [cell("image_url"), cell("image_urls")]
     image_cells += [cells[index] for index in columns.numbered_images if index < len(cells)]
     image_urls: list[str] = []
+    image_files: list[LocalImage] = []
     for value in image_cells:
         for part in _IMAGE_LIST_SEPARATOR.split(value.strip()):
-            if part:
-                try:
+            if not part:
+                continue
+            try:
+                if local_files is not None and not _NOT_A_FILE_NAME.match(part):
+                    if part not in (image.name for image in image_files):
+                        image_files.append(
+                            read_image_file(
+                                local_files.base_dir,
+                                part,
+                                max_file_bytes=local_files.max_file_bytes,
+                                max_pixels=local_files.max_pixels,
+                            )
+                        )
+                else:
                     image_urls.append(absolute_url(part, base_url=base_url))
-                except ValueError as error:
-                    raise ValueError(f"image: {error}") from None
+            except ValueError as error:
+                raise ValueError(f"image: {error}") from None
 
     url = cell("url")
     if url:
@@ -343,6 +418,7 @@ def _product_from_cells(
         in_stock=in_stock,
         category_path=category_path,
         image_urls=unique(image_urls),
+        image_files=image_files,
         attributes=attributes,
         source_ref=source_ref,
     )
@@ -358,6 +434,8 @@ def _parse_price_cell(value: str, column: str) -> tuple[Decimal | None, str]:
 def _merge_into(product: ScrapedProduct, row: ScrapedProduct) -> None:
     """Fold a variant or extra-image row into the product it continues."""
     product.image_urls = unique(product.image_urls + row.image_urls)
+    known_files = {image.name for image in product.image_files}
+    product.image_files += [image for image in row.image_files if image.name not in known_files]
     if row.price is not None and (product.price is None or row.price < product.price):
         product.price = row.price
         product.currency = row.currency or product.currency

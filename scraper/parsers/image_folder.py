@@ -286,6 +286,43 @@ def _product_from_image(
     )
 
 
+def read_image_file(
+    base_dir: str | os.PathLike[str],
+    name: str,
+    *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> LocalImage:
+    """Read the image ``name`` (a path relative to ``base_dir``, as a catalog file lists it).
+
+    Raises ``ValueError`` with the reason for absolute paths, ``..`` parts, a path that leads outside
+    ``base_dir`` through a symbolic link, a missing file, a file over ``max_file_bytes`` and anything
+    that is not an image of at most ``max_pixels`` pixels (only the header is read for that).
+    """
+    root = Path(base_dir).resolve()
+    try:
+        relative = _safe_relative_path(name.replace("%20", " "))
+    except ValueError as error:
+        raise ValueError(f"{name!r}: {error}") from None
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"{name!r} leads outside the catalog folder")
+    if not path.is_file():
+        raise ValueError(f"file {name!r} not found next to the catalog file")
+    try:
+        with path.open("rb") as stream:
+            content = _read_limited(stream, max_file_bytes)
+    except _TooLarge:
+        raise ValueError(f"{name!r}: {_too_large(path.stat().st_size, max_file_bytes)}") from None
+    except OSError as error:
+        raise ValueError(f"{name!r} is unreadable: {error.strerror}") from None
+    try:
+        info = inspect_image(content, max_pixels=max_pixels)
+    except ImageRejected as error:
+        raise ValueError(f"{name!r}: {error}") from None
+    return LocalImage(name=relative.as_posix(), content=content, content_type=info.content_type)
+
+
 def _is_ignored(name: str) -> bool:
     """macOS resource forks, dotfiles and Windows thumbnails: noise, not products."""
     parts = [part for part in re.split(r"[/\\]", name) if part]

@@ -23,7 +23,7 @@ import defusedxml
 import defusedxml.ElementTree
 
 from .csv_feed import parse_csv, product_from_mapping
-from .records import FeedError, ParsedRecord, RowError, clean_text, maybe_gunzip
+from .records import FeedError, ParsedRecord, RowError, clean_text, maybe_gunzip, payload_snippet
 
 GOOGLE_NAMESPACE = "http://base.google.com/ns/1.0"
 ATOM_NAMESPACE = "http://www.w3.org/2005/Atom"
@@ -104,7 +104,12 @@ def _record_from_item(item: Element, *, position: int, base_url: str) -> ParsedR
     try:
         return product_from_mapping(values, source_ref=source_ref, base_url=base_url)
     except ValueError as error:
-        return RowError(source_ref=source_ref, reason=str(error))
+        return RowError(
+            source_ref=source_ref,
+            reason=str(error),
+            external_id=clean_text(values.get("id", "")),
+            payload=payload_snippet("; ".join(f"{name}: {value}" for name, value in values.items())),
+        )
 
 
 def _split_tag(tag: object) -> tuple[str, str]:

@@ -69,10 +69,25 @@ class ScrapedProduct:
 
 @dataclass(frozen=True, slots=True)
 class RowError:
-    """One record of the source that could not be read; the import logs it and goes on."""
+    """One record of the source that could not be read; the import logs it and goes on.
+
+    ``external_id`` is the record's id when the parser could read it: a full re-sync must not mark
+    that product out of stock just because this copy of its row is broken. ``payload`` is a short
+    excerpt of the record as the source wrote it, for the import log.
+    """
 
     source_ref: str
     reason: str
+    external_id: str = ""
+    payload: str = ""
+
+
+PAYLOAD_MAX_CHARS = 500
+
+
+def payload_snippet(text: str) -> str:
+    """The start of a record as written, cut to ``PAYLOAD_MAX_CHARS`` for the import log."""
+    return text if len(text) <= PAYLOAD_MAX_CHARS else text[: PAYLOAD_MAX_CHARS - 1] + "…"
 
 
 ParsedRecord = ScrapedProduct | RowError
@@ -212,8 +227,9 @@ def _parse_decimal(number: str) -> Decimal:
         raise ValueError(f"{number!r} is not a price") from error
 
 
-# Pre-orders and back-orders count as in stock: a shopper can buy them now. The raw value is kept
-# in ``attributes["availability"]`` by the parsers that see one, for shops that want to tell them apart.
+# Pre-orders and back-orders count as in stock: a shopper can buy them now. Parsers keep the raw value in
+# ``attributes["availability"]`` when it says more than in/out of stock (see ``availability_detail``), for
+# shops that want to tell pre-orders apart; "yes", "0" or "InStock" add nothing to ``in_stock``.
 _IN_STOCK_WORDS = {
     "yes", "y", "true", "t", "1", "in stock", "instock", "available", "in store only", "instoreonly",
     "online only", "onlineonly", "limited availability", "limitedavailability", "preorder", "pre order",
@@ -226,6 +242,25 @@ _OUT_OF_STOCK_WORDS = {
 _SCHEMA_PREFIX = re.compile(r"^(?:https?://)?(?:www\.)?schema\.org/", re.IGNORECASE)
 
 
+# Values that say more than in or out of stock.
+_AVAILABILITY_DETAILS = {
+    "in store only", "instoreonly", "online only", "onlineonly", "limited availability",
+    "limitedavailability", "preorder", "pre order", "presale", "backorder", "back order",
+    "available for order", "availablefororder", "discontinued",
+}  # fmt: skip
+
+
+def _normalise_availability(value: object) -> str:
+    text = _SCHEMA_PREFIX.sub("", clean_text(value)).lower().replace("_", " ").replace("-", " ")
+    return _WHITESPACE.sub(" ", text)
+
+
+def availability_detail(value: object) -> str:
+    """The availability as written when it says more than in/out of stock (``"preorder"``,
+    ``"https://schema.org/BackOrder"``), else ``""`` (``"yes"``, ``"12"``, ``"in_stock"``)."""
+    return clean_text(value) if _normalise_availability(value) in _AVAILABILITY_DETAILS else ""
+
+
 def parse_in_stock(value: object) -> bool | None:
     """Read an availability flag: yes/no, true/false, 1/0, "in stock", "out_of_stock", schema.org
     ``InStock``/``OutOfStock`` URLs, or a quantity (``"12"`` → True, ``"0"`` → False).
@@ -233,8 +268,7 @@ def parse_in_stock(value: object) -> bool | None:
     """
     if value is None or isinstance(value, bool):
         return value
-    text = _SCHEMA_PREFIX.sub("", clean_text(value)).lower().replace("_", " ").replace("-", " ")
-    text = _WHITESPACE.sub(" ", text)
+    text = _normalise_availability(value)
     if not text:
         return None
     if text in _IN_STOCK_WORDS:
@@ -256,12 +290,14 @@ def absolute_url(value: str, *, base_url: str = "") -> str:
     schemes and for relative paths without a ``base_url``.
     """
     url = clean_text(value).replace(" ", "%20")
+    if url.startswith("//"):
+        # "//cdn/x.jpg" takes the scheme of the page it was found on.
+        base_scheme = base_url.partition("://")[0].lower() if "://" in base_url else ""
+        url = (base_scheme if base_scheme in ("http", "https") else "https") + ":" + url
     if _PLAIN_ABSOLUTE_URL.match(url):
         return url  # the common case, without the cost of parsing
     if base_url and not urlsplit(url).scheme:
-        url = urljoin(base_url, url)  # "//cdn/x.jpg" takes the scheme of the page it was found on
-    elif url.startswith("//"):
-        url = "https:" + url
+        url = urljoin(base_url, url)
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{value!r} is not an absolute http(s) URL")

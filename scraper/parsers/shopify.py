@@ -29,6 +29,7 @@ from .records import (
     clean_text,
     html_to_text,
     parse_price,
+    payload_snippet,
     split_category_path,
     unique,
 )
@@ -37,13 +38,14 @@ MAX_PAGE_SIZE = 250
 
 
 def shopify_page_urls(
-    base_url: str, collection: str | None = None, *, page_size: int = MAX_PAGE_SIZE
+    base_url: str, collection: str | None = None, *, page_size: int = MAX_PAGE_SIZE, first_page: int = 1
 ) -> Iterator[str]:
     """``{base_url}/products.json?page=1&limit=250``, then page 2, 3, ... without end: the caller stops
-    when ``parse_shopify_products`` says there is no more. ``collection`` is a collection handle."""
+    when ``parse_shopify_products`` says there is no more. ``collection`` is a collection handle;
+    ``first_page`` resumes a walk that stopped."""
     root = base_url.rstrip("/")
     path = f"/collections/{quote(collection, safe='')}/products.json" if collection else "/products.json"
-    page = 1
+    page = max(1, first_page)
     while True:
         yield f"{root}{path}?{urlencode({'page': page, 'limit': min(page_size, MAX_PAGE_SIZE)})}"
         page += 1
@@ -77,7 +79,14 @@ def parse_shopify_products(
         try:
             records.append(_product_from_item(item, root=root, currency=currency, source_ref=source_ref))
         except (ValueError, TypeError, KeyError) as error:
-            records.append(RowError(source_ref=source_ref, reason=str(error)))
+            records.append(
+                RowError(
+                    source_ref=source_ref,
+                    reason=str(error),
+                    external_id=clean_text(item.get("id")),
+                    payload=payload_snippet(json.dumps(item, ensure_ascii=False, default=str)),
+                )
+            )
     has_more = bool(items) and (page_size is None or len(items) >= page_size)
     return records, has_more
 

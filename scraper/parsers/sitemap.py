@@ -32,6 +32,7 @@ from .records import (
     RowError,
     ScrapedProduct,
     absolute_url,
+    availability_detail,
     clean_text,
     html_to_text,
     maybe_gunzip,
@@ -43,6 +44,11 @@ from .records import (
 
 # The sitemap protocol caps a sitemap at 50 MB uncompressed.
 DEFAULT_MAX_SITEMAP_BYTES = 50 * 1024**2
+
+
+@dataclass(frozen=True, slots=True)
+class NotAProduct(RowError):
+    """A page with no product data at all (an article, the about page): skipped, not an error."""
 
 
 @dataclass
@@ -144,7 +150,8 @@ _ATTRIBUTE_KEYS = (*_ID_KEYS, "color", "material", "size", "pattern", "gender", 
 def parse_product_page(html: bytes, url: str) -> ScrapedProduct | RowError:
     """Read one product page; ``url`` is where it was fetched from (the base for relative links).
 
-    Returns a ``RowError`` with ``source_ref=url`` when the page holds no product data.
+    Returns ``NotAProduct`` (a ``RowError``) with ``source_ref=url`` when the page holds no product
+    data, and a plain ``RowError`` when it holds broken product data (invalid JSON-LD, no name).
     ``attributes["structured_data"]`` says where the data came from: ``"json-ld"`` or ``"opengraph"``.
     External id: ``sku``, ``productID``, ``mpn`` or a GTIN, else ``product:retailer_item_id``,
     else the product's canonical URL.
@@ -164,11 +171,11 @@ def parse_product_page(html: bytes, url: str) -> ScrapedProduct | RowError:
     elif _meta_describes_product(meta):
         product = ScrapedProduct(external_id="", title="", attributes={"structured_data": "opengraph"})
         _fill_from_meta(product, meta, page_url=url)
-    else:
-        reason = "no product data"
-        if json_ld_problem:
-            reason += f" ({json_ld_problem}, and no OpenGraph product tags)"
+    elif json_ld_problem:
+        reason = f"no product data ({json_ld_problem}, and no OpenGraph product tags)"
         return RowError(source_ref=url, reason=reason)
+    else:
+        return NotAProduct(source_ref=url, reason="no product data")
 
     if not product.title:
         return RowError(source_ref=url, reason="product data has no name")
@@ -292,7 +299,8 @@ def _product_from_json_ld(
         if text:
             attributes[key] = text
     availability = {offer[3] for offer in offers if offer[3]}
-    if len(availability) == 1:  # offers that disagree are summed up by in_stock instead
+    if len(availability) == 1 and availability_detail(next(iter(availability))):
+        # Offers that disagree are summed up by in_stock instead.
         attributes["availability"] = availability.pop()
 
     category = node.get("category")
@@ -444,7 +452,7 @@ def _fill_from_meta(product: ScrapedProduct, meta: dict[str, list[str]], *, page
             product.in_stock = parse_in_stock(availability)
         except ValueError:
             product.in_stock = None
-        if availability:
+        if availability_detail(availability):
             product.attributes.setdefault("availability", availability)
     if not product.category_path:
         product.category_path = split_category_path(first("product:category"))

@@ -78,7 +78,12 @@ def test_stored_neighbours_equal_brute_force_and_replace_old_rows(store):
     shas = photos_with_duplicates(120)
     products = create_catalog(store, vectors, space=space, shas=shas)
     ProductNeighbour.objects.create(
-        space=other_space, product=products[0], neighbour=products[1], rank=1, score=0.1, computed_at="2020-01-01T00:00Z"
+        space=other_space,
+        product=products[0],
+        neighbour=products[1],
+        rank=1,
+        score=0.1,
+        computed_at="2020-01-01T00:00Z",
     )
     stored = selectors.load_space_vectors(space).vectors  # halfvec: what the database compares
 

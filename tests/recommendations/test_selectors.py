@@ -47,9 +47,20 @@ def space(db):
 
 def test_excludes_the_product_itself_and_products_sharing_a_photo(store, space):
     base = unit(np.random.default_rng(1).normal(size=DIMENSIONS))
-    vectors = np.stack([base, base, near(base, 0.1, 2), near(base, 0.12, 3), near(base, 0.3, 4), near(base, 2, 5)])
-    shas = [["photo-a", "photo-b"], ["photo-b"], ["photo-c"], ["photo-c", "photo-x"], ["photo-e"], ["photo-f"]]
-    query, same_photo, close, close_same_photo, further, far = create_catalog(store, vectors, space=space, shas=shas)
+    vectors = np.stack(
+        [base, base, near(base, 0.1, 2), near(base, 0.12, 3), near(base, 0.3, 4), near(base, 2, 5)]
+    )
+    shas = [
+        ["photo-a", "photo-b"],
+        ["photo-b"],
+        ["photo-c"],
+        ["photo-c", "photo-x"],
+        ["photo-e"],
+        ["photo-f"],
+    ]
+    query, same_photo, close, close_same_photo, further, far = create_catalog(
+        store, vectors, space=space, shas=shas
+    )
 
     result = selectors.find_similar_products(product=query, limit=10)
 
@@ -89,7 +100,10 @@ def test_filters_restrict_results_and_keep_the_exact_order(store, space, make_pr
         (ProductFilter(), lambda p: p.in_stock),
         (ProductFilter(in_stock_only=False), lambda p: True),
         (ProductFilter(category_ids=[shirts.pk]), lambda p: p.in_stock and p.category_id == shirts.pk),
-        (ProductFilter(exclude_category_ids=[shirts.pk]), lambda p: p.in_stock and p.category_id != shirts.pk),
+        (
+            ProductFilter(exclude_category_ids=[shirts.pk]),
+            lambda p: p.in_stock and p.category_id != shirts.pk,
+        ),
         (
             ProductFilter(min_price=Decimal("20"), max_price=Decimal("40.00")),
             lambda p: p.in_stock and Decimal(20) <= p.price <= Decimal(40),
@@ -140,7 +154,11 @@ def explain(sql: str, *settings_sql: str) -> str:
 def test_selective_filters_return_the_full_limit_identical_to_exact(store, space):
     from shop.models import Category
 
-    rare, tenth, rest = Category.from_path(["Rare"]), Category.from_path(["Tenth"]), Category.from_path(["Rest"])
+    rare, tenth, rest = (
+        Category.from_path(["Rare"]),
+        Category.from_path(["Tenth"]),
+        Category.from_path(["Rest"]),
+    )
     vectors = clustered_vectors(5000, DIMENSIONS, seed=5)
     # Every 100th product is "rare" (1 % of the catalog), every 10th (offset 5) "tenth" (10 %).
     categories = [rare if i % 100 == 0 else tenth if i % 10 == 5 else rest for i in range(100)]
@@ -156,7 +174,9 @@ def test_selective_filters_return_the_full_limit_identical_to_exact(store, space
         assert result.source == selectors.EXACT and ids(result.items) == expected
         # Without the threshold the planner may still not walk the graph for 1 %; either way, the full answer.
         with settings_with(EXACT_SCAN_THRESHOLD=0):
-            result = selectors.search_near_vector(vector=vectors[query_position], limit=10, filters=rare_filter)
+            result = selectors.search_near_vector(
+                vector=vectors[query_position], limit=10, filters=rare_filter
+            )
         assert ids(result.items) == expected
 
     tenth_filter, tenth_positions = ProductFilter(category_ids=[tenth.pk]), np.arange(5, 5000, 10)
@@ -177,7 +197,9 @@ def test_selective_filters_return_the_full_limit_identical_to_exact(store, space
     for query_position in range(1, 21):
         expected = [products[i].pk for i in exact_ids(vectors, vectors[query_position], tenth_positions, 10)]
         with settings_with(EXACT_SCAN_THRESHOLD=100):  # 500 candidates: the index, not an exact scan
-            result = selectors.search_near_vector(vector=vectors[query_position], limit=10, filters=tenth_filter)
+            result = selectors.search_near_vector(
+                vector=vectors[query_position], limit=10, filters=tenth_filter
+            )
         assert result.source == selectors.INDEX and len(result.items) == 10
         assert all(item.product.category_id == tenth.pk for item in result.items)
         agreeing += ids(result.items) == expected
@@ -233,7 +255,9 @@ def store_neighbours(space, product, neighbours, *, computed_at=None):
     computed_at = computed_at or timezone.now()
     ProductNeighbour.objects.filter(space=space, product=product).delete()
     ProductNeighbour.objects.bulk_create(
-        ProductNeighbour(space=space, product=product, neighbour=n, rank=r, score=0.5, computed_at=computed_at)
+        ProductNeighbour(
+            space=space, product=product, neighbour=n, rank=r, score=0.5, computed_at=computed_at
+        )
         for r, n in enumerate(neighbours)
     )
 
@@ -261,9 +285,12 @@ def test_precomputed_neighbours_are_used_only_when_fresh_and_unfiltered(store, s
     assert selectors.find_similar_products(product=query, limit=11).source == selectors.EXACT
 
     # Any filter beyond stock, or diversity, goes live.
-    assert selectors.find_similar_products(
-        product=query, limit=5, filters=ProductFilter(category_ids=[shirts.pk])
-    ).source == selectors.EXACT
+    assert (
+        selectors.find_similar_products(
+            product=query, limit=5, filters=ProductFilter(category_ids=[shirts.pk])
+        ).source
+        == selectors.EXACT
+    )
     assert selectors.find_similar_products(product=query, limit=5, diversity=0.3).source == selectors.EXACT
 
     # Stale: older than NEIGHBOURS_MAX_AGE_S ...

@@ -27,6 +27,7 @@ from scraper.http import (
     address_refusal,
     parse_retry_after,
 )
+from scraper.netguard import AddressRefused
 from scraper.parsers import (
     ScrapedProduct,
     inspect_image,
@@ -190,7 +191,7 @@ def test_the_connection_layer_checks_addresses_on_its_own(store: FixtureStore) -
     # Even a request that skips the client's own checks (as one would if DNS changed its answer
     # between the check and the connection) cannot reach a loopback address.
     url = store.url("/about").replace("127.0.0.1", "localhost")
-    with GuardedClient(TEST_POLICY) as client, pytest.raises(FetchRefused, match="loopback"):
+    with GuardedClient(TEST_POLICY) as client, pytest.raises(AddressRefused, match="loopback"):
         client._http.get(url)
 
 

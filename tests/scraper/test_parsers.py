@@ -16,6 +16,7 @@ from scraper.parsers import (
     FeedError,
     ImageRejected,
     ImageTooLarge,
+    NotAProduct,
     RowError,
     ScrapedProduct,
     detect_feed_format,
@@ -524,9 +525,9 @@ def test_product_page_with_invalid_json_ld_falls_back_to_opengraph() -> None:
 
 def test_pages_without_product_data_are_row_errors() -> None:
     article = parse_product_page(fixture("page_no_product.html"), "https://meadowlane.example/blogs/linen")
-    assert article == RowError(source_ref="https://meadowlane.example/blogs/linen", reason="no product data")
+    assert article == NotAProduct(source_ref="https://meadowlane.example/blogs/linen", reason="no product data")
     broken = parse_product_page(fixture("page_invalid_jsonld_no_og.html"), "https://x.example/sale")
-    assert isinstance(broken, RowError)
+    assert isinstance(broken, RowError) and not isinstance(broken, NotAProduct)
     assert broken.reason.startswith("no product data (invalid JSON-LD")
     assert isinstance(parse_product_page(b"", "https://x.example/empty"), RowError)
 

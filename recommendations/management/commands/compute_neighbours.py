@@ -14,14 +14,20 @@ from recommendations.neighbours import compute_neighbours
 
 class Command(BaseCommand):
     help = (
-        "Compute the exact top-K similar products of every product in the active embedding space (or --space) "
-        "by blocked matrix multiplication, and replace the stored neighbours of that space."
+        "Compute the exact top-K similar products of every product in the active embedding space "
+        "(or --space) by blocked matrix multiplication, and replace the stored neighbours of that space."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--k", type=int, default=None, help="neighbours per product (default NEIGHBOURS_K)")
-        parser.add_argument("--space", type=int, default=None, help="embedding space id (default: the active one)")
-        parser.add_argument("--block-rows", type=int, default=4096, help="rows per matrix-multiplication block")
+        parser.add_argument(
+            "--k", type=int, default=None, help="neighbours per product (default NEIGHBOURS_K)"
+        )
+        parser.add_argument(
+            "--space", type=int, default=None, help="embedding space id (default: the active one)"
+        )
+        parser.add_argument(
+            "--block-rows", type=int, default=4096, help="rows per matrix-multiplication block"
+        )
         parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -43,7 +49,11 @@ class Command(BaseCommand):
 
         try:
             report = compute_neighbours(
-                space=space, k=k, block_rows=options["block_rows"], device=options["device"], progress=progress
+                space=space,
+                k=k,
+                block_rows=options["block_rows"],
+                device=options["device"],
+                progress=progress,
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
@@ -53,6 +63,7 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"Space {report.space_id}: {report.products:,} products, top-{report.k}: "
                 f"{report.rows_written:,} neighbours stored "
-                f"(read {report.load_s:.1f} s, compute {report.compute_s:.1f} s, write {report.write_s:.1f} s)."
+                f"(read {report.load_s:.1f} s, compute {report.compute_s:.1f} s, "
+                f"write {report.write_s:.1f} s)."
             )
         )

@@ -1,0 +1,365 @@
+"""Similar items at catalog scale: HNSW build time, and latency + recall of live, filtered and precomputed
+answers, through the real API (Django test client: middleware, DRF, JSON) and through the selector alone.
+
+    python bench/similar_api.py [--sizes 10000] [--dims 2048] [--queries 200] [--full-neighbours]
+    python bench/similar_api.py --sizes 10000,100000        # the 100k run takes several minutes
+
+Vectors are synthetic but clustered like real embeddings (n/50 "looks", each product a noisy copy of its
+look), stored as halfvec(dims) in a throw-away database. Baselines, measured in the same run: an exact scan
+(the same query with the index disabled) for the live query, a single-process build in 64 MB of memory for
+the index build (only up to --build-baseline-max products), and the live query for the precomputed one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10000", help="comma-separated catalog sizes")
+    parser.add_argument("--dims", type=int, default=2048)
+    parser.add_argument("--queries", type=int, default=200, help="query products per measurement")
+    parser.add_argument("--exact-queries", type=int, default=30, help="queries for the exact-scan baseline")
+    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--ef-search", type=int, default=None, help="override HNSW_EF_SEARCH")
+    parser.add_argument("--build-baseline-max", type=int, default=10_000, help="largest n for the slow build")
+    parser.add_argument(
+        "--full-neighbours",
+        action="store_true",
+        help="run compute_neighbours over the whole catalog (default: only up to 10,000 products; larger "
+        "catalogs store exact neighbours for the query products only, which the read path cannot tell apart)",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-db", action="store_true")
+    return parser.parse_args()
+
+
+args = parse_args()
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._database import benchmark_database, percentile_ms, raw_connection
+
+RESULTS: list[dict] = []
+
+
+def synthetic_vectors(n: int, dims: int, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    looks = max(10, n // 50)
+    centres = rng.standard_normal((looks, dims), dtype=np.float32)
+    vectors = np.empty((n, dims), dtype=np.float32)
+    for start in range(0, n, 10_000):
+        stop = min(n, start + 10_000)
+        vectors[start:stop] = centres[rng.integers(0, looks, stop - start)]
+        vectors[start:stop] += rng.standard_normal((stop - start, dims), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def load_catalog(vectors):
+    """Products (1 % in category "rare", 10 % in "tenth") and their vectors, written with COPY."""
+    from pgvector import HalfVector
+
+    from recommendations.models import EmbeddingSpace
+    from shop.models import Category, Product, Store
+
+    Product.objects.all().delete()
+    EmbeddingSpace.objects.all().delete()
+    store = Store.objects.get_or_create(name="Bench store")[0]
+    rare, tenth, rest = (Category.from_path([name]) for name in ("Rare", "Tenth", "Rest"))
+    space = EmbeddingSpace.objects.create(
+        encoder="synthetic", weights_id="bench", dimensions=vectors.shape[1], state="active"
+    )
+    n = len(vectors)
+    with raw_connection() as raw, raw.cursor() as cursor:
+        columns = (
+            "store_id, external_id, title, description, url, brand, price, currency, in_stock, category_id, "
+            "attributes, created_at, updated_at"
+        )
+        with cursor.copy(f"COPY shop_product ({columns}) FROM STDIN") as copy:
+            for i in range(n):
+                category = rare if i % 100 == 0 else tenth if i % 10 == 5 else rest
+                copy.write_row(
+                    (
+                        store.pk,
+                        f"b{i}",
+                        f"Bench product {i}",
+                        "",
+                        "",
+                        "Acme",
+                        "19.99",
+                        "EUR",
+                        True,
+                        category.pk,
+                        "{}",
+                        "2026-01-01T00:00Z",
+                        "2026-01-01T00:00Z",
+                    )
+                )
+        cursor.execute("SELECT id FROM shop_product WHERE store_id = %s ORDER BY id", [store.pk])
+        product_ids = [row[0] for row in cursor.fetchall()]
+        with cursor.copy(
+            "COPY recommendations_productembedding (space_id, product_id, vector, image_sha256s, updated_at) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "int8", "halfvec", "varchar[]", "timestamptz"])
+            stamp = datetime(2026, 1, 1, tzinfo=UTC)
+            for i, product_id in enumerate(product_ids):
+                copy.write_row((space.pk, product_id, HalfVector(vectors[i]), [f"{product_id:064x}"], stamp))
+        cursor.execute("VACUUM ANALYZE shop_product")
+        cursor.execute("VACUUM ANALYZE recommendations_productembedding")
+    return space, product_ids, {"rare": rare.pk, "tenth": tenth.pk}
+
+
+def settings_with(**values):
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    return override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, **values})
+
+
+def build_index(space, n: int) -> None:
+    from recommendations.indexes import drop_space_index, ensure_space_index
+
+    if n <= args.build_baseline_max:
+        with settings_with(HNSW_BUILD_WORKERS=0, HNSW_BUILD_MEMORY="64MB"):
+            started = time.perf_counter()
+            ensure_space_index(space)
+            baseline_s = time.perf_counter() - started
+        drop_space_index(space)
+        record(n, "HNSW build, 1 process, 64 MB (baseline)", build_s=baseline_s)
+    else:
+        baseline_s = None
+    started = time.perf_counter()
+    ensure_space_index(space)
+    tuned_s = time.perf_counter() - started
+    ratio = f"{baseline_s / tuned_s:.1f}x faster" if baseline_s else ""
+    from recommendations.conf import app_setting
+
+    record(
+        n,
+        f"HNSW build, {app_setting('HNSW_BUILD_WORKERS')} workers + leader, "
+        f"{app_setting('HNSW_BUILD_MEMORY')}",
+        build_s=tuned_s,
+        versus=ratio,
+    )
+
+
+def record(n: int, name: str, *, samples=None, recall=None, full=None, build_s=None, versus="") -> dict:
+    row = {"n": n, "name": name, "versus": versus}
+    if samples:
+        row["p50_ms"], row["p99_ms"] = percentile_ms(samples, 50), percentile_ms(samples, 99)
+    if recall is not None:
+        row["recall"] = recall
+    if full is not None:
+        row["full"] = full
+    if build_s is not None:
+        row["build_s"] = build_s
+    RESULTS.append(row)
+    parts = [f"n={n:,}", name]
+    if samples:
+        parts.append(f"p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms")
+    if build_s is not None:
+        parts.append(f"{build_s:.1f} s")
+    if recall is not None:
+        parts.append(f"recall@{args.limit} {recall:.3f}")
+    if full is not None:
+        parts.append(f"full k in {full:.0%} of answers")
+    if versus:
+        parts.append(versus)
+    print("  " + " | ".join(parts), flush=True)
+    return row
+
+
+def run_size(n: int) -> None:
+    import numpy as np
+    from django.test import Client
+
+    from recommendations import selectors
+    from recommendations.models import ProductNeighbour
+    from recommendations.neighbours import compute_neighbours
+    from shop.models import Product
+
+    print(f"\n== {n:,} products x {args.dims} dims ==", flush=True)
+    vectors = synthetic_vectors(n, args.dims, args.seed)
+    started = time.perf_counter()
+    space, product_ids, categories = load_catalog(vectors)
+    print(f"  loaded in {time.perf_counter() - started:.1f} s", flush=True)
+    build_index(space, n)
+
+    # Ground truth in the stored precision (halfvec), normalised as the database's cosine distance does.
+    stored = vectors.astype(np.float16).astype(np.float32)
+    stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+    rng = np.random.default_rng(args.seed + 1)
+    positions = rng.choice(n, size=min(args.queries, n), replace=False)
+    ids = np.asarray(product_ids)
+    products = Product.objects.in_bulk([int(ids[p]) for p in positions])
+    rare_rows, tenth_rows = np.arange(0, n, 100), np.arange(5, n, 10)
+
+    def exact_top(position: int, rows=None) -> list[int]:
+        rows = np.arange(n) if rows is None else rows
+        rows = rows[rows != position]
+        scores = stored[rows] @ stored[position]
+        return [int(ids[rows[i]]) for i in np.argsort(-scores, kind="stable")[: args.limit]]
+
+    client = Client()
+
+    def api_get(position: int, **params) -> tuple[dict, float]:
+        url = f"/api/products/{int(ids[position])}/similar/"
+        started = time.perf_counter()
+        response = client.get(url, {"limit": args.limit, **params})
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 200, response.content[:500]
+        return response.json(), elapsed
+
+    def measure_api(name: str, picks, *, rows=None, versus_p99=None, expect_source=None, **params) -> dict:
+        for position in picks[:10]:  # warm caches and connections
+            api_get(int(position), **params)
+        samples, hits, full = [], 0, 0
+        for position in picks:
+            body, elapsed = api_get(int(position), **params)
+            samples.append(elapsed)
+            found = [item["id"] for item in body["results"]]
+            hits += len(set(found) & set(exact_top(int(position), rows)))
+            full += len(found) == args.limit
+            if expect_source:
+                assert body["source"] == expect_source, (name, body["source"])
+        versus = (
+            f"p99 {versus_p99 / percentile_ms(samples, 99):.0f}x lower than exact scan" if versus_p99 else ""
+        )
+        return record(
+            n,
+            name,
+            samples=samples,
+            recall=hits / (args.limit * len(picks)),
+            full=full / len(picks),
+            versus=versus,
+        )
+
+    def measure_selector(name: str, picks, **kwargs) -> None:
+        for position in picks[:10]:
+            selectors.find_similar_products(product=products[int(ids[position])], limit=args.limit, **kwargs)
+        samples = []
+        for position in picks:
+            started = time.perf_counter()
+            selectors.find_similar_products(product=products[int(ids[position])], limit=args.limit, **kwargs)
+            samples.append(time.perf_counter() - started)
+        record(n, name, samples=samples)
+
+    overrides = {"HNSW_EF_SEARCH": args.ef_search} if args.ef_search else {}
+    with settings_with(**overrides):
+        with settings_with(EXACT_SCAN_THRESHOLD=10**12):
+            exact = measure_api(
+                "API exact scan (baseline)", positions[: args.exact_queries], expect_source=selectors.EXACT
+            )
+        live = measure_api(
+            "API live (HNSW, iterative scan)",
+            positions,
+            versus_p99=exact["p99_ms"],
+            expect_source=selectors.INDEX,
+        )
+        measure_selector("selector live (HNSW)", positions)
+        measure_api("API filtered 1 % (category)", positions, rows=rare_rows, category=categories["rare"])
+        measure_api("API filtered 10 % (category)", positions, rows=tenth_rows, category=categories["tenth"])
+
+        started = time.perf_counter()
+        if args.full_neighbours or n <= 10_000:
+            report = compute_neighbours(space=space, k=20)
+            what = f"compute_neighbours, all {n:,} products, top-20"
+        else:
+            # Exact top-20 of the query products only, stored like the job stores them.
+            picks = positions
+            scores = stored[picks] @ stored.T
+            scores[np.arange(len(picks)), picks] = -np.inf
+            top = np.argsort(-scores, axis=1)[:, :20]
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            ProductNeighbour.objects.filter(space=space).delete()
+            _store_subset(space, ids, picks, top, top_scores)
+            report = None
+            what = f"exact top-20 of the {len(picks)} query products (numpy), stored"
+        record(n, what, build_s=time.perf_counter() - started)
+        if report:
+            print(
+                f"    read {report.load_s:.1f} s, top-k {report.compute_s:.1f} s, "
+                f"write {report.write_s:.1f} s"
+            )
+        measure_api("API precomputed", positions, expect_source=selectors.PRECOMPUTED)
+        RESULTS[-1]["versus"] = f"p99 {live['p99_ms'] / RESULTS[-1]['p99_ms']:.1f}x lower than live"
+        measure_selector("selector precomputed", positions)
+
+
+def _store_subset(space, ids, picks, top, top_scores) -> None:
+    from django.utils import timezone
+
+    from recommendations.models import ProductNeighbour
+
+    now = timezone.now()
+    ProductNeighbour.objects.bulk_create(
+        ProductNeighbour(
+            space=space,
+            product_id=int(ids[p]),
+            neighbour_id=int(ids[j]),
+            rank=r + 1,
+            score=float(s),
+            computed_at=now,
+        )
+        for p, row, row_scores in zip(picks, top, top_scores, strict=True)
+        for r, (j, s) in enumerate(zip(row, row_scores, strict=True))
+    )
+
+
+def print_markdown() -> None:
+    print("\n| products | measurement | p50 ms | p99 ms | recall@10 | full k | build s | vs baseline |")
+    print("|---:|---|---:|---:|---:|---:|---:|---|")
+    for row in RESULTS:
+
+        def cell(key: str, fmt: str, row: dict = row) -> str:
+            return format(row[key], fmt) if key in row else ""
+
+        print(
+            f"| {row['n']:,} | {row['name']} | {cell('p50_ms', '.1f')} | {cell('p99_ms', '.1f')} | "
+            f"{cell('recall', '.3f')} | {cell('full', '.0%')} | {cell('build_s', '.1f')} | {row['versus']} |"
+        )
+
+
+def main() -> None:
+    import torch
+
+    from bench._common import print_hardware
+
+    torch.set_num_threads(args.threads)
+    with benchmark_database("similar", keep=args.keep_db):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            pgvector_version = cursor.fetchone()[0]
+            cursor.execute("SHOW server_version")
+            postgres_version = cursor.fetchone()[0]
+        print_hardware()
+        print(f"postgres: {postgres_version}, pgvector {pgvector_version}")
+        from recommendations.conf import app_setting
+
+        print(
+            f"settings: HNSW m={app_setting('HNSW_M')} ef_construction={app_setting('HNSW_EF_CONSTRUCTION')} "
+            f"ef_search={args.ef_search or app_setting('HNSW_EF_SEARCH')} "
+            f"EXACT_SCAN_THRESHOLD={app_setting('EXACT_SCAN_THRESHOLD')}"
+        )
+        for n in (int(size) for size in args.sizes.split(",")):
+            run_size(n)
+    print_markdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""System checks for the CAMPAIGNS settings."""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+from campaigns.conf import DEFAULTS, app_setting
+
+_POSITIVE = (
+    "CACHE_TIMEOUT_S",
+    "DEDUP_WINDOW_S",
+    "ATTRIBUTION_MAX_AGE_S",
+    "SESSION_COOKIE_MAX_AGE_S",
+    "CREATIVE_MAX_BYTES",
+    "CREATIVE_MAX_PIXELS",
+    "BULK_MAX_FILES",
+    "BULK_MAX_TOTAL_BYTES",
+    "FETCH_TIMEOUT_S",
+    "REQUEUE_INTERVAL_S",
+)
+
+
+@register()
+def check_settings(app_configs, **kwargs) -> list[Error | Warning]:
+    problems: list[Error | Warning] = []
+    unknown = sorted(set(getattr(settings, "CAMPAIGNS", {})) - set(DEFAULTS))
+    if unknown:
+        problems.append(Warning(f"Unknown CAMPAIGNS keys {unknown} are ignored.", id="campaigns.W001"))
+    for name in _POSITIVE:
+        value = app_setting(name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            message = f"CAMPAIGNS[{name!r}] must be a positive number, not {value!r}."
+            problems.append(Error(message, id="campaigns.E001"))
+    try:
+        re.compile(app_setting("BOT_USER_AGENT_PATTERN"))
+    except (re.error, TypeError) as error:
+        message = f"CAMPAIGNS['BOT_USER_AGENT_PATTERN'] is not a regular expression: {error}"
+        problems.append(Error(message, id="campaigns.E002"))
+    if app_setting("SESSION_COOKIE") == app_setting("ATTRIBUTION_COOKIE"):
+        message = "CAMPAIGNS['SESSION_COOKIE'] and CAMPAIGNS['ATTRIBUTION_COOKIE'] must differ."
+        problems.append(Error(message, id="campaigns.E003"))
+    return problems

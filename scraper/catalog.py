@@ -1,0 +1,359 @@
+"""The catalog the scraper writes to: models named in settings, fields mapped in ``SCRAPER``.
+
+By default these are the bundled ``shop`` models (through ``RECOMMENDATIONS_PRODUCT_MODEL`` /
+``RECOMMENDATIONS_IMAGE_MODEL``); the scraper never imports ``shop``. Optional fields the catalog
+lacks (brand, category, status, ...) are skipped; the store, external id, title, and the image's
+product and file fields are required.
+
+``CatalogWriter`` does the row-level writes: upsert one product, store image bytes (once per sha256),
+copy a stored image to another product, record an image failure. Saves go through ``Model.save()`` so
+that receivers (embedding, landing-page caches) see them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Literal
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.core.files.base import ContentFile
+from django.db import models, transaction
+
+from scraper.conf import app_setting, store_model_label
+from scraper.parsers import ScrapedProduct
+
+Outcome = Literal["created", "updated", "unchanged"]
+STORED, FAILED = "stored", "failed"
+
+_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "image/avif": "avif",
+    "image/heic": "heic",
+    "image/tiff": "tif",
+    "image/bmp": "bmp",
+}
+
+
+def product_model() -> type[models.Model]:
+    label = app_setting("PRODUCT_MODEL") or getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
+    return apps.get_model(label)
+
+
+def image_model() -> type[models.Model]:
+    label = app_setting("IMAGE_MODEL") or getattr(settings, "RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage")
+    return apps.get_model(label)
+
+
+def store_model() -> type[models.Model]:
+    return apps.get_model(store_model_label())
+
+
+def _mapped_fields(model: type[models.Model], mapping: dict[str, str | None]) -> dict[str, models.Field]:
+    fields: dict[str, models.Field] = {}
+    for role, name in mapping.items():
+        if not name:
+            continue
+        try:
+            fields[role] = model._meta.get_field(name)  # type: ignore[assignment]
+        except FieldDoesNotExist:
+            continue
+    return fields
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _as_json(value: Any) -> Any:
+    """The value as it reads back from a JSON column, so comparing with the stored one is fair."""
+    return json.loads(json.dumps(value, default=str))
+
+
+@dataclass(frozen=True)
+class ImageWork:
+    """An image URL to download for a product (``image_id``: the row of an earlier failed attempt)."""
+
+    product_id: int
+    url: str
+    position: int
+    external_id: str = ""
+    image_id: int | None = None
+
+    def as_list(self) -> list[Any]:
+        return [self.product_id, self.url, self.position, self.external_id, self.image_id]
+
+    @classmethod
+    def from_list(cls, values: list[Any]) -> ImageWork:
+        return cls(*values)
+
+
+class CatalogWriter:
+    """Writes records of one import into one store."""
+
+    def __init__(self, *, store: models.Model) -> None:
+        self.store = store
+        self.product_model = product_model()
+        self.image_model = image_model()
+        self.p = _mapped_fields(self.product_model, app_setting("PRODUCT_FIELDS"))
+        self.i = _mapped_fields(self.image_model, app_setting("IMAGE_FIELDS"))
+        for role in ("store", "external_id", "title"):
+            if role not in self.p:
+                raise ImproperlyConfigured(f"SCRAPER['PRODUCT_FIELDS'][{role!r}] names no field of {self.product_model}")
+        for role in ("product", "image"):
+            if role not in self.i:
+                raise ImproperlyConfigured(f"SCRAPER['IMAGE_FIELDS'][{role!r}] names no field of {self.image_model}")
+        self.default_currency = str(getattr(store, "currency", "") or "")
+        self.max_images = int(app_setting("MAX_IMAGES_PER_PRODUCT"))
+        self._auto_now = [
+            field.name for field in self.product_model._meta.concrete_fields if getattr(field, "auto_now", False)
+        ]
+        self._categories: dict[tuple[str, ...], Any] = {}
+
+    # --- reads, one query per batch
+
+    def existing_products(self, external_ids: list[str]) -> dict[str, models.Model]:
+        if not external_ids:
+            return {}
+        store_name, id_name = self.p["store"].name, self.p["external_id"].name
+        rows = self.product_model._default_manager.filter(
+            **{store_name: self.store, f"{id_name}__in": external_ids}
+        )
+        return {getattr(row, id_name): row for row in rows}
+
+    def images_of(self, product_ids: list[int]) -> dict[int, list[models.Model]]:
+        found: dict[int, list[models.Model]] = {pk: [] for pk in product_ids}
+        if not product_ids:
+            return found
+        product_attname = self.i["product"].attname
+        rows = self.image_model._default_manager.filter(**{f"{self.i['product'].name}__in": product_ids})
+        for row in rows.order_by("pk"):
+            found[getattr(row, product_attname)].append(row)
+        return found
+
+    def stored_images_by(self, role: Literal["source_url", "sha256"], values: list[str]) -> dict[str, models.Model]:
+        """Some stored image per value (any product): its file can be reused instead of downloading."""
+        if role not in self.i or not values:
+            return {}
+        name = self.i[role].name
+        rows = self.image_model._default_manager.filter(**{f"{name}__in": values}).exclude(
+            **{self.i["image"].name: ""}
+        )
+        if "status" in self.i:
+            rows = rows.filter(**{self.i["status"].name: STORED})
+        return {getattr(row, name): row for row in rows.order_by("pk")}
+
+    # --- products
+
+    def product_values(self, record: ScrapedProduct, *, is_new: bool) -> dict[str, Any]:
+        """Field name → value for what the record says; ``ValueError`` when it cannot be stored."""
+        values: dict[str, Any] = {}
+        self._set_text(values, "title", record.title, truncate=True)
+        self._set_text(values, "description", record.description, truncate=True)
+        self._set_text(values, "brand", record.brand, truncate=True)
+        if "url" in self.p:
+            limit = self.p["url"].max_length
+            values[self.p["url"].attname] = record.url if not limit or len(record.url) <= limit else ""
+        if "price" in self.p and record.price is not None:
+            values[self.p["price"].attname] = self._price(record.price)
+        if "currency" in self.p:
+            currency = (record.currency or self.default_currency).upper()
+            limit = self.p["currency"].max_length
+            if currency and (not limit or len(currency) <= limit):
+                values[self.p["currency"].attname] = currency
+        if "in_stock" in self.p and (record.in_stock is not None or is_new):
+            values[self.p["in_stock"].attname] = True if record.in_stock is None else record.in_stock
+        if "category" in self.p and record.category_path:
+            values.update(self._category_value(record.category_path))
+        if "attributes" in self.p:
+            values[self.p["attributes"].attname] = _as_json(record.attributes)
+        return values
+
+    def upsert(self, record: ScrapedProduct, existing: models.Model | None) -> tuple[Outcome, models.Model]:
+        id_field = self.p["external_id"]
+        if id_field.max_length and len(record.external_id) > id_field.max_length:
+            raise ValueError(f"external id is longer than {id_field.max_length} characters")
+        values = self.product_values(record, is_new=existing is None)
+        if existing is None:
+            product = self.product_model(
+                **{self.p["store"].name: self.store, id_field.attname: record.external_id}, **values
+            )
+            with transaction.atomic():  # a savepoint: one bad row must not abort the whole batch
+                product.save()
+            return "created", product
+        changed = [name for name, value in values.items() if getattr(existing, name) != value]
+        if not changed:
+            return "unchanged", existing
+        for name in changed:
+            setattr(existing, name, values[name])
+        with transaction.atomic():
+            existing.save(update_fields=[*changed, *self._auto_now])
+        return "updated", existing
+
+    def _set_text(self, values: dict[str, Any], role: str, text: str, *, truncate: bool) -> None:
+        field = self.p.get(role)
+        if field is None:
+            return
+        limit = field.max_length
+        values[field.attname] = text[:limit] if truncate and limit else text
+
+    def _price(self, price: Decimal) -> Decimal:
+        field = self.p["price"]
+        places = getattr(field, "decimal_places", None)
+        digits = getattr(field, "max_digits", None)
+        if places is None:
+            return price
+        try:
+            # Stored rounded by the database anyway; rounding here makes the next run compare equal.
+            amount = price.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        except InvalidOperation:
+            raise ValueError(f"price {price} is too large") from None
+        if digits is not None and len(amount.as_tuple().digits) > digits:
+            raise ValueError(f"price {price} is too large for the catalog ({digits} digits)")
+        return amount
+
+    def _category_value(self, path: list[str]) -> dict[str, Any]:
+        field = self.p["category"]
+        if not field.is_relation:
+            text = " > ".join(path)
+            return {field.attname: text[: field.max_length] if field.max_length else text}
+        key = tuple(path)
+        if key not in self._categories:
+            from_path = getattr(field.related_model, "from_path", None)
+            category = from_path(list(path)) if callable(from_path) else None
+            self._categories[key] = category.pk if category is not None else None
+        return {field.attname: self._categories[key]} if self._categories[key] is not None else {}
+
+    # --- images
+
+    def image_position(self, row: models.Model) -> int:
+        return int(getattr(row, self.i["position"].attname)) if "position" in self.i else 0
+
+    def set_image_position(self, row: models.Model, position: int) -> None:
+        if "position" in self.i and self.image_position(row) != position:
+            self.image_model._default_manager.filter(pk=row.pk).update(**{self.i["position"].name: position})
+
+    def image_is_stored(self, row: models.Model) -> bool:
+        has_file = bool(getattr(row, self.i["image"].attname))
+        if "status" in self.i:
+            return has_file and getattr(row, self.i["status"].attname) == STORED
+        return has_file
+
+    def image_value(self, row: models.Model, role: str) -> Any:
+        return getattr(row, self.i[role].attname) if role in self.i else None
+
+    def delete_images(self, rows: list[models.Model]) -> None:
+        """Drop image rows the source no longer lists; files stay (another row may share them)."""
+        if rows:
+            self.image_model._default_manager.filter(pk__in=[row.pk for row in rows]).delete()
+
+    def store_image(
+        self,
+        *,
+        product_id: int,
+        data: bytes,
+        content_type: str,
+        width: int,
+        height: int,
+        position: int,
+        source_url: str = "",
+        sha256: str = "",
+        reuse: models.Model | None = None,
+        replace: models.Model | None = None,
+    ) -> tuple[models.Model, bool]:
+        """Store ``data`` as an image of the product; returns ``(row, file_was_written)``.
+
+        ``reuse``: a stored image with the same sha256 whose file is taken instead of writing a new one.
+        ``replace``: an earlier failed row of this image, updated instead of adding a row.
+        """
+        sha256 = sha256 or sha256_hex(data)
+        image_field = self.i["image"]
+        written = False
+        if reuse is not None:
+            file_name = getattr(reuse, image_field.attname).name
+        else:
+            probe = self.image_model(**({self.i["sha256"].attname: sha256} if "sha256" in self.i else {}))
+            extension = _EXTENSIONS.get(content_type, "jpg")
+            file_name = image_field.generate_filename(probe, f"{sha256[:16]}.{extension}")
+            storage = image_field.storage
+            # A content-addressed name that already exists holds these very bytes: keep it.
+            if not (sha256 in file_name and storage.exists(file_name)):
+                file_name = storage.save(file_name, ContentFile(data), max_length=image_field.max_length)
+                written = True
+        values = {
+            image_field.attname: file_name,
+            **self._image_values(source_url=source_url, position=position, sha256=sha256),
+            **self._optional_image_values({"width": width, "height": height, "status": STORED, "failure_reason": ""}),
+        }
+        row = self._save_image_row(product_id, values, replace)
+        return row, written
+
+    def copy_image(
+        self, *, product_id: int, source: models.Model, position: int, source_url: str, replace: models.Model | None
+    ) -> models.Model:
+        """A new image row of the product that shares ``source``'s stored file (no download)."""
+        values = {
+            self.i["image"].attname: getattr(source, self.i["image"].attname).name,
+            **self._image_values(
+                source_url=source_url, position=position, sha256=str(self.image_value(source, "sha256") or "")
+            ),
+            **self._optional_image_values(
+                {
+                    "width": self.image_value(source, "width"),
+                    "height": self.image_value(source, "height"),
+                    "status": STORED,
+                    "failure_reason": "",
+                }
+            ),
+        }
+        return self._save_image_row(product_id, values, replace)
+
+    def record_image_failure(
+        self, *, product_id: int, source_url: str, position: int, reason: str, replace: models.Model | None
+    ) -> models.Model | None:
+        """Keep the failure on the image row (status failed, the reason); ``None`` when the catalog's
+        image model has no status field to hold it."""
+        if "status" not in self.i:
+            return None
+        limit = self.i["failure_reason"].max_length if "failure_reason" in self.i else None
+        values = {
+            **self._image_values(source_url=source_url, position=position, sha256=None),
+            **self._optional_image_values(
+                {"status": FAILED, "failure_reason": reason[:limit] if limit else reason}
+            ),
+        }
+        return self._save_image_row(product_id, values, replace)
+
+    def _image_values(self, *, source_url: str, position: int, sha256: str | None) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if "source_url" in self.i:
+            limit = self.i["source_url"].max_length
+            values[self.i["source_url"].attname] = source_url if not limit or len(source_url) <= limit else ""
+        if "position" in self.i:
+            values[self.i["position"].attname] = position
+        if "sha256" in self.i and sha256 is not None:
+            values[self.i["sha256"].attname] = sha256
+        return values
+
+    def _optional_image_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {self.i[role].attname: value for role, value in values.items() if role in self.i}
+
+    def _save_image_row(
+        self, product_id: int, values: dict[str, Any], replace: models.Model | None
+    ) -> models.Model:
+        if replace is None:
+            row = self.image_model(**{self.i["product"].attname: product_id}, **values)
+        else:
+            row = replace
+            for name, value in values.items():
+                setattr(row, name, value)
+        with transaction.atomic():
+            row.save()
+        return row

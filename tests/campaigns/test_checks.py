@@ -1,0 +1,19 @@
+"""System checks catch CAMPAIGNS settings that would break tracking."""
+
+from campaigns.checks import check_settings
+
+
+def test_valid_defaults_pass(settings):
+    settings.CAMPAIGNS = {}
+    assert check_settings(None) == []
+
+
+def test_bad_values_are_reported(settings):
+    settings.CAMPAIGNS = {
+        "DEDUP_WINDOW_S": 0,
+        "BOT_USER_AGENT_PATTERN": "(unclosed",
+        "ATTRIBUTION_COOKIE": "lk_sid",
+        "DEDUP_WINDOWS": 60,
+    }
+    ids = sorted(problem.id for problem in check_settings(None))
+    assert ids == ["campaigns.E001", "campaigns.E002", "campaigns.E003", "campaigns.W001"]
