@@ -6,6 +6,7 @@ the method it compares: ratios are comparable across machines, absolute times ar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -53,10 +54,8 @@ def hardware_description() -> dict[str, str]:
         description["gpu"] = f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
     else:
         description["gpu"] = "none"
-    try:
-        description["load average (1 min)"] = f"{os.getloadavg()[0]:.2f}"  # other work on the machine
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # other work on the machine skews every timing
+        description["load average (1 min)"] = f"{os.getloadavg()[0]:.2f}"
     return description
 
 
@@ -78,5 +77,7 @@ def markdown_table(measurements: list[Measurement], *, baseline: str) -> str:
     lines = ["| method | time (s) | speed-up vs baseline | note |", "|---|---:|---:|---|"]
     for measurement in measurements:
         ratio = reference / measurement.seconds if measurement.seconds > 0 else float("inf")
-        lines.append(f"| {measurement.name} | {measurement.seconds:,.1f} | {ratio:,.1f}x | {measurement.note} |")
+        lines.append(
+            f"| {measurement.name} | {measurement.seconds:,.1f} | {ratio:,.1f}x | {measurement.note} |"
+        )
     return "\n".join(lines)

@@ -273,15 +273,17 @@ def main() -> None:
                 files=myntra_files,
                 histograms=myntra_histograms,
             )
-        results += evaluate_dataset(
-            "psychobunny",
-            labels=psychobunny / "labels.csv",
-            id_column="image",
-            relevant_if="handle",
-            store=bunny_store,
-            files=bunny_files,
-            histograms=bunny_histograms,
-        )
+        # handle = one product in one colour (its other photos); style_code = the same garment in any colour.
+        for relevant_if in ("handle", "style_code"):
+            results += evaluate_dataset(
+                "psychobunny",
+                labels=psychobunny / "labels.csv",
+                id_column="image",
+                relevant_if=relevant_if,
+                store=bunny_store,
+                files=bunny_files,
+                histograms=bunny_histograms,
+            )
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -37,3 +37,17 @@ RECOMMENDATIONS = {
     "DECODE_WORKERS": 1,
     "BATCH_SIZE": 16,
 }
+
+# Catalog import against the loopback fixture store (tests/scraper/fixture_store.py): politeness relaxed so
+# tests take seconds. Allow-listing 127.0.0.1 is not a setting here (other apps read SCRAPER["ALLOW_HOSTS"]):
+# tests/scraper/conftest.py sets LOOKALIKE_SCRAPER_ALLOW_HOSTS, which the worker process inherits.
+SCRAPER = {
+    "DOMAIN_MIN_INTERVAL_S": 0.0,
+    "DOMAIN_MAX_CONCURRENCY": 4,
+    "BACKOFF_BASE_S": 0.05,
+    "MAX_RETRY_AFTER_S": 5.0,
+    "CONNECT_TIMEOUT_S": 2.0,
+    "READ_TIMEOUT_S": 5.0,
+    "TOTAL_TIMEOUT_S": 20.0,
+    "IMAGE_TASK_CHUNK_SIZE": 10,  # several scraper.fetch_images tasks even for a small test catalog
+}

@@ -19,6 +19,12 @@ DEFAULTS: dict[str, Any] = {
     "TORCH_THREADS": None,
     # How many image ids one embedding task takes when a whole catalog is fanned out.
     "TASK_CHUNK_SIZE": 256,
+    # On CUDA, decode baseline JPEGs on the GPU (nvJPEG); other files are decoded on the CPU either way.
+    "GPU_DECODE": True,
+    # Catalog images whose header declares more pixels are marked failed before any decoding.
+    "MAX_IMAGE_PIXELS": 50_000_000,
+    # While a new embedding space is being filled, how often it is checked for completeness (then activated).
+    "REEMBED_POLL_S": 30,
     # A product's query vector: "primary" (its first image) or "mean" (mean of its images).
     "PRODUCT_VECTOR": "primary",
     # Field names on the product model (see docs/plugin.md). Missing optional fields disable their filters.
@@ -37,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
         "product": "product",
         "image": "image",
         "position": "position",
+        # Optional: the catalog's digest column; a change queues the image for embedding again.
+        "sha256": "sha256",
         # Optional: where embedding failures are reported back to the catalog (None to skip).
         "status": "status",
         "failure_reason": "failure_reason",

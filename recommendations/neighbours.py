@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -68,7 +68,7 @@ def normalise_rows(vectors: np.ndarray, *, in_place: bool = False) -> np.ndarray
 
 
 def _keep_distinct_photos(
-    candidates: Sequence[int], row: int, conflicts: list[set[int]], k: int
+    candidates: Iterable[int] | np.ndarray, row: int, conflicts: list[set[int]], k: int
 ) -> list[int]:
     """The first ``k`` candidates that share no photo with ``row`` nor with a better kept candidate."""
     kept: list[int] = []

@@ -25,7 +25,13 @@ from .ranking import mmr
 
 DAY_S = 86_400.0
 # How much each kind of interaction says about taste; a purchase says most.
-POSITIVE_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 2.0, "like": 4.0, "add_to_cart": 5.0, "purchase": 6.0}
+POSITIVE_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 2.0,
+    "like": 4.0,
+    "add_to_cart": 5.0,
+    "purchase": 6.0,
+}
 # Magnitudes of negative signals (they are subtracted): an explicit dislike says more than a hide.
 NEGATIVE_WEIGHTS: dict[str, float] = {"dislike": 4.0, "hide": 2.0}
 STRATEGIES = ("mean", "weighted", "session", "best_score")
@@ -254,18 +260,24 @@ def build_profile(
         return None if vector is None else Profile(strategy, vector=vector)
     if strategy == "weighted":
         vector = (
-            weighted_profile(positives, positive_weights, negatives, negative_weights, w_pos=w_pos, w_neg=w_neg)
+            weighted_profile(
+                positives, positive_weights, negatives, negative_weights, w_pos=w_pos, w_neg=w_neg
+            )
             if positives is not None
             else None
         )
         return None if vector is None else Profile(strategy, vector=vector)
     if strategy == "session":
         long_term = (
-            weighted_profile(positives, positive_weights, negatives, negative_weights, w_pos=w_pos, w_neg=w_neg)
+            weighted_profile(
+                positives, positive_weights, negatives, negative_weights, w_pos=w_pos, w_neg=w_neg
+            )
             if positives is not None
             else None
         )
-        vector = session_profile(session, long_term=long_term, blend=blend) if session is not None else long_term
+        vector = (
+            session_profile(session, long_term=long_term, blend=blend) if session is not None else long_term
+        )
         return None if vector is None else Profile(strategy, vector=vector)
     if strategy == "best_score":
         positive_rows = _rows(positives)
@@ -337,13 +349,11 @@ def explore_exploit(
             pool = np.sort(pool)  # the pool's order must not depend on anything but the rng draw
             subset = np.concatenate([exploit, pool])
             vectors = np.asarray(diversity_vectors, dtype=np.float32)[subset]
-            chosen = mmr(
-                score_array[subset], vectors, k_explore, diversity, selected=range(exploit.size)
-            )
+            chosen = mmr(score_array[subset], vectors, k_explore, diversity, selected=range(exploit.size))
             explore = subset[chosen]
     return Picks(
-        exploit_ids=[candidate_ids[i] for i in exploit],
-        explore_ids=[candidate_ids[i] for i in explore],
+        exploit_ids=[candidate_ids[int(i)] for i in exploit],
+        explore_ids=[candidate_ids[int(i)] for i in explore],
     )
 
 
@@ -358,7 +368,8 @@ def cold_start_sample(category_ids: Sequence[Hashable], k: int, rng: np.random.G
         by_category.setdefault(category, []).append(position)
     categories = list(by_category)
     queues = [
-        [int(p) for p in rng.permutation(by_category[categories[i]])] for i in rng.permutation(len(categories))
+        [int(p) for p in rng.permutation(by_category[categories[i]])]
+        for i in rng.permutation(len(categories))
     ]
     picks: list[int] = []
     round_index = 0

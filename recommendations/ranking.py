@@ -190,7 +190,7 @@ def exact_top_k(
     vectors: np.ndarray | torch.Tensor,
     k: int,
     *,
-    block_rows: int = 4096,
+    block_rows: int | None = None,
     exclude_self: bool = True,
     group_ids: np.ndarray | None = None,
     device: str | torch.device | None = None,
@@ -203,8 +203,10 @@ def exact_top_k(
     first. A row with fewer than ``k`` eligible neighbours is padded with index -1 and score -inf.
 
     - Memory stays bounded: one ``block_rows x block_rows`` score block at a time plus the running top
-      lists, never ``n x n``. Similarity is symmetric, so each pair of row blocks is multiplied once and
-      serves both blocks: half the work of a plain row-by-row scan.
+      lists, never ``n x n``. ``block_rows`` defaults to 2048 on CPU (measured fastest on a 2-core AMD
+      EPYC, ahead of 3072 and 4096) and 8192 on CUDA.
+    - Similarity is symmetric, so each pair of row blocks is multiplied once and serves both blocks:
+      half the work of a plain row-by-row scan.
     - Rows are used as they are when already L2-normalised, otherwise a normalised copy is made.
     - ``exclude_self`` drops the row itself. ``group_ids`` (one per row, e.g. an image's md5 or a
       product id) drops every row of the same group, the row itself included.
@@ -215,11 +217,13 @@ def exact_top_k(
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    if block_rows < 1:
-        raise ValueError(f"block_rows must be at least 1, got {block_rows}")
     if device is None:
         device = vectors.device if isinstance(vectors, torch.Tensor) else torch.device("cpu")
     device = torch.device(device)
+    if block_rows is None:
+        block_rows = 8192 if device.type == "cuda" else 2048
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be at least 1, got {block_rows}")
     if matmul_dtype is None:
         matmul_dtype = torch.float16 if device.type == "cuda" else torch.float32
 

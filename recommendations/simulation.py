@@ -224,25 +224,29 @@ def memory_pool(
     shown: np.ndarray,
     config: RoundConfig,
     rng: np.random.Generator,
+    query_rows: Sequence[int] = (),
+    gram: np.ndarray | None = None,
 ) -> np.ndarray:
     """The candidate pool the pages fetch from the database, computed in memory (row indices).
 
     Exactly the page's recipe (``personalisation.candidate_pool``): the nearest unseen rows to each of the
     profile's query vectors plus a random sample of unseen rows for exploration, or a larger random sample
-    for a cold start.
+    for a cold start. When the query vectors are catalog rows (best_score: the positives) and ``gram`` holds
+    the catalog's cosine matrix, its rows stand in for the matrix product (same numbers, far less work).
     """
     unseen = np.flatnonzero(~shown)
     if profile is None:
         size = min(unseen.size, COLD_START_POOL_FACTOR * config.k)
         return rng.choice(unseen, size=size, replace=False)
-    per_query = EXPLOIT_POOL_FACTOR * config.k_exploit
-    parts = []
-    for query in profile.query_vectors[-MAX_QUERY_VECTORS:]:
-        scores = vectors[unseen] @ query
-        top = np.argpartition(-scores, min(per_query, unseen.size - 1))[:per_query] if unseen.size else []
-        parts.append(unseen[top])
+    per_query = min(EXPLOIT_POOL_FACTOR * config.k_exploit, unseen.size)
+    if profile.vector is None and gram is not None and len(query_rows):
+        scores = gram[np.asarray(query_rows)[-MAX_QUERY_VECTORS:]]
+    else:
+        scores = (vectors @ profile.query_vectors[-MAX_QUERY_VECTORS:].T).T  # (queries, n)
+    scores[:, shown] = -np.inf
+    parts = [np.argpartition(-row, per_query - 1)[:per_query] for row in scores] if per_query else []
     parts.append(rng.choice(unseen, size=min(unseen.size, EXPLORE_POOL_FACTOR * config.k_explore), replace=False))
-    pool = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    pool = np.concatenate(parts)
     _, first = np.unique(pool, return_index=True)
     return pool[np.sort(first)]
 
@@ -256,6 +260,7 @@ def find_target(
     config: RoundConfig,
     rng: np.random.Generator,
     max_rounds: int,
+    gram: np.ndarray | None = None,
 ) -> int:
     """Rounds of the preference game until ``target`` is shown (``max_rounds`` + 1 when it never is)."""
     vectors = data.vectors
@@ -265,7 +270,9 @@ def find_target(
     for round_number in range(1, max_rounds + 1):
         history = game_history(vectors[picks], vectors[rejects])
         profile = shopper_profile(history, config.options)
-        pool = memory_pool(profile=profile, vectors=vectors, shown=shown, config=config, rng=rng)
+        pool = memory_pool(
+            profile=profile, vectors=vectors, shown=shown, config=config, rng=rng, query_rows=picks, gram=gram
+        )
         if pool.size == 0:
             break
         selection = select_products(
@@ -331,6 +338,7 @@ def run_target_finding(
     options = options or ProfileOptions.from_settings
     categories = data.article_types if categories is None else categories
     target_rows = np.random.default_rng(seed).choice(len(data), size=min(targets, len(data)), replace=False)
+    gram = data.vectors @ data.vectors.T if "best_score" in strategies else None
     results = []
     for k_exploit, k_explore in slots:
         max_rounds = int(np.ceil(len(data) / (k_exploit + k_explore)))
@@ -353,6 +361,7 @@ def run_target_finding(
                             config=config,
                             rng=rng,
                             max_rounds=max_rounds,
+                            gram=gram,
                         )
                     )
                 results.append(

@@ -48,7 +48,9 @@ def product_model() -> type[models.Model]:
 
 
 def image_model() -> type[models.Model]:
-    label = app_setting("IMAGE_MODEL") or getattr(settings, "RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage")
+    label = app_setting("IMAGE_MODEL") or getattr(
+        settings, "RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage"
+    )
     return apps.get_model(label)
 
 
@@ -106,14 +108,20 @@ class CatalogWriter:
         self.i = _mapped_fields(self.image_model, app_setting("IMAGE_FIELDS"))
         for role in ("store", "external_id", "title"):
             if role not in self.p:
-                raise ImproperlyConfigured(f"SCRAPER['PRODUCT_FIELDS'][{role!r}] names no field of {self.product_model}")
+                raise ImproperlyConfigured(
+                    f"SCRAPER['PRODUCT_FIELDS'][{role!r}] names no field of {self.product_model}"
+                )
         for role in ("product", "image"):
             if role not in self.i:
-                raise ImproperlyConfigured(f"SCRAPER['IMAGE_FIELDS'][{role!r}] names no field of {self.image_model}")
+                raise ImproperlyConfigured(
+                    f"SCRAPER['IMAGE_FIELDS'][{role!r}] names no field of {self.image_model}"
+                )
         self.default_currency = str(getattr(store, "currency", "") or "")
         self.max_images = int(app_setting("MAX_IMAGES_PER_PRODUCT"))
         self._auto_now = [
-            field.name for field in self.product_model._meta.concrete_fields if getattr(field, "auto_now", False)
+            field.name
+            for field in self.product_model._meta.concrete_fields
+            if getattr(field, "auto_now", False)
         ]
         self._categories: dict[tuple[str, ...], Any] = {}
 
@@ -138,7 +146,9 @@ class CatalogWriter:
             found[getattr(row, product_attname)].append(row)
         return found
 
-    def stored_images_by(self, role: Literal["source_url", "sha256"], values: list[str]) -> dict[str, models.Model]:
+    def stored_images_by(
+        self, role: Literal["source_url", "sha256"], values: list[str]
+    ) -> dict[str, models.Model]:
         """Some stored image per value (any product): its file can be reused instead of downloading."""
         if role not in self.i or not values:
             return {}
@@ -290,13 +300,21 @@ class CatalogWriter:
         values = {
             image_field.attname: file_name,
             **self._image_values(source_url=source_url, position=position, sha256=sha256),
-            **self._optional_image_values({"width": width, "height": height, "status": STORED, "failure_reason": ""}),
+            **self._optional_image_values(
+                {"width": width, "height": height, "status": STORED, "failure_reason": ""}
+            ),
         }
         row = self._save_image_row(product_id, values, replace)
         return row, written
 
     def copy_image(
-        self, *, product_id: int, source: models.Model, position: int, source_url: str, replace: models.Model | None
+        self,
+        *,
+        product_id: int,
+        source: models.Model,
+        position: int,
+        source_url: str,
+        replace: models.Model | None,
     ) -> models.Model:
         """A new image row of the product that shares ``source``'s stored file (no download)."""
         values = {

@@ -23,7 +23,11 @@ def _env_hosts() -> list[str]:
 
     Read at call time, so a test can allow-list 127.0.0.1 before it starts a worker process.
     """
-    return [host.strip() for host in os.environ.get("LOOKALIKE_SCRAPER_ALLOW_HOSTS", "").split(",") if host.strip()]
+    return [
+        host.strip()
+        for host in os.environ.get("LOOKALIKE_SCRAPER_ALLOW_HOSTS", "").split(",")
+        if host.strip()
+    ]
 
 
 DEFAULTS: dict[str, Any] = {

@@ -49,14 +49,17 @@ class ImportJob(models.Model):
     source_path = models.CharField(
         max_length=1000, blank=True, help_text="A file or folder on the server (import_catalog command only)."
     )
-    options = models.JSONField(default=dict, blank=True, help_text='e.g. {"collection": "shirts"} for Shopify.')
+    options = models.JSONField(
+        default=dict, blank=True, help_text='e.g. {"collection": "shirts"} for Shopify.'
+    )
     full_sync = models.BooleanField(
         default=False, help_text="Mark the store's products that the source no longer lists as out of stock."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     message = models.TextField(blank=True, help_text="What stopped or limited the import, if anything.")
     source_complete = models.BooleanField(
-        default=False, help_text="The whole source was read (a full sync only marks products out of stock then)."
+        default=False,
+        help_text="The whole source was read (a full sync only marks products out of stock then).",
     )
     cancel_requested = models.BooleanField(default=False)
 

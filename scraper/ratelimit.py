@@ -134,7 +134,9 @@ class DomainThrottle:
 class LocalThrottle:
     """The same rules as ``DomainThrottle`` within one process, without Redis (``SHARED_STATE`` off)."""
 
-    def __init__(self, *, min_interval_s: float, max_concurrency: int, acquire_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, *, min_interval_s: float, max_concurrency: int, acquire_timeout_s: float = 600.0
+    ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self.min_interval_s = min_interval_s
@@ -160,6 +162,8 @@ class LocalThrottle:
                 self._next_start[domain] = start + interval_s
             if start > now:
                 time.sleep(start - now)
-            yield SlotGrant(domain=domain, start_ms=int(time.time() * 1000), waited_s=time.monotonic() - waited_from)
+            yield SlotGrant(
+                domain=domain, start_ms=int(time.time() * 1000), waited_s=time.monotonic() - waited_from
+            )
         finally:
             semaphore.release()

@@ -54,6 +54,7 @@ class Failure:
     # Products may be missing because of it (a page that was never read): a full sync must not mark
     # products out of stock after such a failure.
     hides_products: bool = False
+    image_id: int | None = None  # a failed download: the catalog image row that records it
 
     @classmethod
     def from_row_error(cls, error: RowError, *, retry_url: str = "") -> Failure:
@@ -127,10 +128,8 @@ def _records(items: Iterable[ScrapedProduct | RowError], *, retry_url: str = "")
 
 def _chunked(items: Iterable[SourceItem], size: int) -> Iterator[SourceItem]:
     """PAGE_END every ``size`` items, for sources that are one long file."""
-    count = 0
-    for item in items:
+    for count, item in enumerate(items, start=1):
         yield item
-        count += 1
         if count % size == 0:
             yield PAGE_END
     yield PAGE_END
@@ -179,7 +178,13 @@ class MerchantFeedSource:
         base_url: str = "",
         limits: Limits = Limits(),
     ) -> None:
-        self.data, self.url, self.client, self.base_url, self.limits = data, url, client, base_url or url, limits
+        self.data, self.url, self.client, self.base_url, self.limits = (
+            data,
+            url,
+            client,
+            base_url or url,
+            limits,
+        )
 
     def iter_records(self) -> Iterator[SourceItem]:
         data = self.data if self.data is not None else _fetch_feed(self.client, self.url).content
@@ -257,12 +262,15 @@ class ShopifySource:
 
     def iter_records(self) -> Iterator[SourceItem]:
         page_size = self.limits.shopify_page_size
-        urls = shopify_page_urls(self.origin, self.collection, page_size=page_size, first_page=self.first_page)
+        urls = shopify_page_urls(
+            self.origin, self.collection, page_size=page_size, first_page=self.first_page
+        )
         for pages_read, page_url in enumerate(urls):
             if pages_read >= self.limits.max_shopify_pages:
                 yield Failure(
                     source_ref=page_url,
-                    reason=f"stopped after {self.limits.max_shopify_pages} pages (SCRAPER['MAX_SHOPIFY_PAGES'])",
+                    reason=f"stopped after {self.limits.max_shopify_pages} pages "
+                    "(SCRAPER['MAX_SHOPIFY_PAGES'])",
                     stage="fetch",
                     retry_url=page_url,
                     hides_products=True,
@@ -271,6 +279,8 @@ class ShopifySource:
             try:
                 result = self.client.get(page_url, kind="feed")
             except FetchError as error:
+                if pages_read == 0 and self.first_page == 1:
+                    raise  # the store itself does not answer: the import fails (or its task retries later)
                 # Whether more pages follow is unknown: stop here; a retry resumes from this page.
                 yield Failure.from_fetch_error(error, page_url)
                 return
@@ -335,7 +345,8 @@ class SitemapSource:
             if len(read_sitemaps) >= self.limits.max_sitemaps:
                 yield Failure(
                     source_ref=url,
-                    reason=f"more than {self.limits.max_sitemaps} sitemaps (SCRAPER['MAX_SITEMAPS']); not read",
+                    reason=f"more than {self.limits.max_sitemaps} sitemaps "
+                    "(SCRAPER['MAX_SITEMAPS']); not read",
                     stage="fetch",
                     retry_url=url,
                     hides_products=True,
@@ -346,11 +357,17 @@ class SitemapSource:
                 result = self.client.get(url, kind="feed")
                 sitemap = parse_sitemap(result.content, max_decompressed_bytes=self.limits.max_feed_bytes)
             except FetchError as error:
+                if url == self.start_url:
+                    raise  # the store's sitemap does not answer: the import fails (or its task retries later)
                 yield Failure.from_fetch_error(error, url, what="sitemap: ")
                 continue
             except FeedError as error:
                 yield Failure(
-                    source_ref=url, reason=f"sitemap: {error}", stage="fetch", retry_url=url, hides_products=True
+                    source_ref=url,
+                    reason=f"sitemap: {error}",
+                    stage="fetch",
+                    retry_url=url,
+                    hides_products=True,
                 )
                 continue
             yield from _records(sitemap.errors)
@@ -371,8 +388,8 @@ class SitemapSource:
         if len(pages) > self.limits.max_product_pages:
             yield Failure(
                 source_ref=self.start_url,
-                reason=f"the sitemaps list {len(pages):,} pages; only the first {self.limits.max_product_pages:,} "
-                "were read (SCRAPER['MAX_PRODUCT_PAGES'])",
+                reason=f"the sitemaps list {len(pages):,} pages; only the first "
+                f"{self.limits.max_product_pages:,} were read (SCRAPER['MAX_PRODUCT_PAGES'])",
                 stage="fetch",
                 hides_products=True,
             )

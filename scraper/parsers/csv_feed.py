@@ -296,7 +296,10 @@ def _iter_products(
             continue
         if not product.title:
             yield RowError(
-                source_ref=source_ref, reason="missing title", external_id=product.external_id, payload=payload
+                source_ref=source_ref,
+                reason="missing title",
+                external_id=product.external_id,
+                payload=payload,
             )
             continue
         if pending is not None:
@@ -314,7 +317,11 @@ def product_from_mapping(values: Mapping[str, str], *, source_ref: str, base_url
     Raises ``ValueError`` with the reason when the record is not a usable product.
     """
     product = _product_from_cells(
-        list(values.values()), _column_map(tuple(values)), source_ref=source_ref, base_url=base_url, local_files=None
+        list(values.values()),
+        _column_map(tuple(values)),
+        source_ref=source_ref,
+        base_url=base_url,
+        local_files=None,
     )
     if not product.title:
         raise ValueError("missing title")

@@ -23,7 +23,7 @@ from tests.factories import add_image, create_product
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-HANDLE = "mens-helbeck-seamless-down-vest-b6j326q1ns-001-black"
+HANDLE = "mens-bennett-swim-shorts-b6w413r1po-831-amber-frost"
 CREATIVE_SHOT = "F1"  # the flat product photo, as ads often use
 DISTRACTORS = 30
 
@@ -69,8 +69,8 @@ def test_creative_is_embedded_by_a_worker_and_its_landing_page_shows_the_same_pr
     same_product_in_stock, same_product_sold_out = [], None
     for shot in ("1", "2", "3", "4", "F2"):
         data = (images / target[shot]).read_bytes()
-        in_stock = shot != "3"
-        product = create_product(store=store, title=f"Helbeck vest {shot}", image=None, in_stock=in_stock)
+        in_stock = shot != "3"  # a sold-out photo that would otherwise be on the page
+        product = create_product(store=store, title=f"Bennett swim shorts {shot}", image=None, in_stock=in_stock)
         add_image(product, data, name=target[shot])
         catalog.append((product, data))
         if in_stock:
@@ -85,9 +85,9 @@ def test_creative_is_embedded_by_a_worker_and_its_landing_page_shows_the_same_pr
     encoder = get_encoder(app_setting("ENCODER"), app_setting("WEIGHTS"), "cpu")
     embed_catalog(catalog, encoder)
 
-    campaign = Campaign.objects.create(name="Vests", slug="vests", status=Campaign.Status.LIVE, product_count=8)
+    campaign = Campaign.objects.create(name="Swim shorts", slug="swim", status=Campaign.Status.LIVE, product_count=8)
     creative = save_creative(
-        creative=Creative(campaign=campaign, name="Black vest ad", slug="black-vest"),
+        creative=Creative(campaign=campaign, name="Amber swim shorts ad", slug="amber"),
         image_data=(images / target[CREATIVE_SHOT]).read_bytes(),
     )
     deadline = time.monotonic() + 180
@@ -97,7 +97,7 @@ def test_creative_is_embedded_by_a_worker_and_its_landing_page_shows_the_same_pr
     assert creative.embedding_status == Creative.EmbeddingStatus.READY, creative.embedding_error
     assert creative.space.state == "active" and len(creative.vector) == encoder.dimensions
 
-    response = Client(headers={"user-agent": BROWSER_UA}).get("/c/vests/")
+    response = Client(headers={"user-agent": BROWSER_UA}).get("/c/swim/")
     assert 'data-variant="visual"' in response.content.decode()
     shown = shown_product_ids(response)
     assert len(shown) == 8

@@ -71,7 +71,14 @@ def test_repeated_ids_count_once_and_short_lists_count_missing_slots_as_misses()
 
 
 def test_empty_relevant_set_returns_none_and_k_must_be_positive():
-    for metric in (precision_at_k, recall_at_k, hit_rate_at_k, ndcg_at_k, average_precision_at_k, reciprocal_rank):
+    for metric in (
+        precision_at_k,
+        recall_at_k,
+        hit_rate_at_k,
+        ndcg_at_k,
+        average_precision_at_k,
+        reciprocal_rank,
+    ):
         assert metric(RANKED, set(), 5) is None
     with pytest.raises(ValueError):
         precision_at_k(RANKED, RELEVANT, 0)

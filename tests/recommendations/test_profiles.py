@@ -105,7 +105,8 @@ def test_session_profile_worked_example():
     # s1 = v1 = [1, 0]
     # v2 = [0, 1]: cos(v2, s1) = 0 -> a1 = 0.5 -> s2 = [0.5, 0.5] -> normalised [0.70711, 0.70711]
     # v3 = [0, 1]: cos(v3, s2) = 0.70711 -> a1 = 0.85355, a2 = 0.14645
-    #   s3 = 0.85355 * [0.70711, 0.70711] + 0.14645 * [0, 1] = [0.60355, 0.75] -> /0.96269 = [0.62694, 0.77907]
+    #   s3 = 0.85355 * [0.70711, 0.70711] + 0.14645 * [0, 1] = [0.60355, 0.75]
+    #   -> / 0.96269 = [0.62694, 0.77907]
     # blend 0.3 with long-term [1, 0]: 0.7 * s3 + 0.3 * [1, 0] = [0.73886, 0.54535] -> [0.80458, 0.59385]
     clicks = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     np.testing.assert_allclose(session_profile(clicks), [0.62694, 0.77907], atol=1e-5)
@@ -122,7 +123,9 @@ def test_session_profile_worked_example():
 def test_build_profile_for_every_strategy():
     positives = np.eye(4, dtype=np.float32)[:2]
     for strategy in STRATEGIES:
-        profile = build_profile(strategy, positives=positives, positive_weights=[1.0, 2.0], session=positives[::-1])
+        profile = build_profile(
+            strategy, positives=positives, positive_weights=[1.0, 2.0], session=positives[::-1]
+        )
         assert profile is not None
         scores = profile.score(np.eye(4, dtype=np.float32))
         assert scores.shape == (4,)
@@ -145,13 +148,20 @@ def test_explore_exploit_never_repeats_over_twenty_rounds_and_is_deterministic()
         rounds = []
         for _ in range(20):
             picks = explore_exploit(
-                scores, candidate_ids, k_exploit=5, k_explore=3, exclude_ids=shown, rng=rng,
+                scores,
+                candidate_ids,
+                k_exploit=5,
+                k_explore=3,
+                exclude_ids=shown,
+                rng=rng,
                 diversity_vectors=diversity_vectors,
             )
             assert len(picks.ids) == 8
             assert not shown & set(picks.ids)
             # Exploitation takes the best-scored ids not shown yet.
-            remaining = sorted((i for i in range(300) if candidate_ids[i] not in shown), key=lambda i: -scores[i])
+            remaining = sorted(
+                (i for i in range(300) if candidate_ids[i] not in shown), key=lambda i: -scores[i]
+            )
             assert picks.exploit_ids == [candidate_ids[i] for i in remaining[:5]]
             shown |= set(picks.ids)
             rounds.append(picks.ids)
@@ -166,7 +176,11 @@ def test_explore_exploit_never_repeats_over_twenty_rounds_and_is_deterministic()
 
 def test_explore_skips_repeated_candidates_and_runs_out_gracefully():
     picks = explore_exploit(
-        [0.9, 0.9, 0.5, 0.1], ["a", "a", "b", "c"], k_exploit=2, k_explore=5, exclude_ids={"c"},
+        [0.9, 0.9, 0.5, 0.1],
+        ["a", "a", "b", "c"],
+        k_exploit=2,
+        k_explore=5,
+        exclude_ids={"c"},
         rng=np.random.default_rng(0),
     )
     assert picks.ids == ["a", "b"]
@@ -176,11 +190,18 @@ def test_explore_with_vectors_reaches_beyond_the_exploited_cluster():
     rng = np.random.default_rng(2)
     dims = 12
     centres = np.eye(dims, dtype=np.float32)[:4]
-    vectors = np.vstack([centre + 0.05 * rng.standard_normal((25, dims)) for centre in centres]).astype(np.float32)
+    vectors = np.vstack([centre + 0.05 * rng.standard_normal((25, dims)) for centre in centres]).astype(
+        np.float32
+    )
     cluster = np.repeat(np.arange(4), 25)
     scores = np.where(cluster == 0, 0.9, 0.3) + 0.01 * rng.random(100)  # cluster 0 wins exploitation
     picks = explore_exploit(
-        scores, list(range(100)), k_exploit=5, k_explore=3, rng=np.random.default_rng(1), diversity_vectors=vectors
+        scores,
+        list(range(100)),
+        k_exploit=5,
+        k_explore=3,
+        rng=np.random.default_rng(1),
+        diversity_vectors=vectors,
     )
     assert set(cluster[picks.exploit_ids]) == {0}
     # Each exploration slot lands in a different cluster, none in the one already shown.

@@ -19,7 +19,7 @@ DIMENSIONS = 16
 @pytest.fixture
 def products(store):
     space = create_space(DIMENSIONS)
-    items = create_catalog(store, clustered_vectors(12, DIMENSIONS, clusters=2, seed=21), space=space)
+    items = create_catalog(store, clustered_vectors(30, DIMENSIONS, clusters=2, seed=21), space=space)
     for i, product in enumerate(items):
         product.title = f"Lookalike tee {i:02d}"
         product.save()

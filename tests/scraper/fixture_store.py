@@ -34,6 +34,7 @@ URLs, relative to ``store.base_url``:
 ``/flaky?key=K``                    500 on the first request for each key, then 200
 ``/ratelimited?key=K``              429 with ``Retry-After: 1`` on the first request for each key
 ``/slow?delay_s=S``                 answers after S seconds (default 5)
+                                    (these three answer with the image NAME when ``&image=NAME``)
 ``/redirect?to=PATH``               302 to PATH on this server
 ``/redirect-loop``                  302 to itself
 ``/redirect-metadata``              302 to http://169.254.169.254/latest/meta-data/
@@ -41,7 +42,8 @@ URLs, relative to ``store.base_url``:
 ==================================  ===============================================================
 
 Every request is counted by path (without the query): ``store.request_count(path)``,
-``store.request_counts()``, ``store.reset_counts()``.
+``store.request_counts()``, ``store.reset_counts()``. ``store.fail_next("/products.json?page=2&limit=250",
+status=503)`` makes the next request for exactly that path and query answer with ``status`` (once).
 """
 
 from __future__ import annotations
@@ -128,16 +130,20 @@ class StoreProduct:
 
 
 class StoreCatalog:
-    """``size`` products, each a pure function of its index (no state, nothing built in advance)."""
+    """``size`` products, each a pure function of its index (no state, nothing built in advance).
+
+    ``price_offset_cents`` raises every price, for tests of re-imports that see changed prices.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.price_offset_cents = 0
 
     def product(self, index: int) -> StoreProduct:
         colour = COLOURS[index % len(COLOURS)]
         product_type = PRODUCT_TYPES[index % len(PRODUCT_TYPES)]
         handle = f"{colour}-{slugify(product_type)}-{index}"
-        base_cents = 1500 + (index * 737) % 8000
+        base_cents = 1500 + (index * 737) % 8000 + self.price_offset_cents
         variant_count = 1 + index % 3
         return StoreProduct(
             index=index,
@@ -445,6 +451,17 @@ class FixtureStore:
         self.robots_status = (
             200  # set to 404 or 503 to test how a client reads a missing or failing robots.txt
         )
+        self._fail_next: dict[str, list[int]] = {}
+
+    def fail_next(self, path_and_query: str, *, status: int = 500, times: int = 1) -> None:
+        """The next ``times`` requests for exactly ``path_and_query`` answer ``status``."""
+        with self._counts_lock:
+            self._fail_next.setdefault(path_and_query, []).extend([status] * times)
+
+    def _take_failure(self, path_and_query: str) -> int | None:
+        with self._counts_lock:
+            statuses = self._fail_next.get(path_and_query)
+            return statuses.pop(0) if statuses else None
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -527,6 +544,10 @@ class _Handler(BaseHTTPRequestHandler):
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         self.store._count(path)
         try:
+            failure_status = self.store._take_failure(self.path)
+            if failure_status is not None:
+                headers = {"Retry-After": "1"} if failure_status == 429 else None
+                return self._send(failure_status, b"injected failure", "text/plain", headers=headers)
             self._route(path, query)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client hung up (size caps and timeouts do that)
@@ -581,14 +602,14 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/flaky":
             if store._first_time("flaky", query.get("key", "")):
                 return self._send(500, b"temporary failure", "text/plain")
-            return self._send(200, b"recovered", "text/plain")
+            return self._answer_or_image(query, b"recovered")
         if path == "/ratelimited":
             if store._first_time("ratelimited", query.get("key", "")):
                 return self._send(429, b"slow down", "text/plain", headers={"Retry-After": "1"})
-            return self._send(200, b"welcome back", "text/plain")
+            return self._answer_or_image(query, b"welcome back")
         if path == "/slow":
             time.sleep(float(query.get("delay_s", "5")))
-            return self._send(200, b"finally", "text/plain")
+            return self._answer_or_image(query, b"finally")
         if path == "/redirect":
             return self._redirect(base + query.get("to", "/"))
         if path == "/redirect-loop":
@@ -627,6 +648,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(block)
             return None
         return self._send(404, b"not found", "text/plain")
+
+    def _answer_or_image(self, query: dict[str, str], text: bytes) -> None:
+        if query.get("image"):
+            return self._send(200, self.store.image(query["image"]), "image/jpeg")
+        return self._send(200, text, "text/plain")
 
     def _redirect(self, location: str) -> None:
         self._send(302, b"", "text/plain", headers={"Location": location})

@@ -199,6 +199,61 @@ def test_csv_in_windows_1252_is_read_with_a_note() -> None:
     assert products(records)["C-1"].title == "Crème brûlée mould"
 
 
+def test_csv_row_errors_carry_the_external_id_and_the_row_as_written() -> None:
+    records = list(parse_csv(fixture("products_bad_rows.csv")))
+    by_ref = {record.source_ref: record for record in records if isinstance(record, RowError)}
+    assert (by_ref["row 5"].external_id, by_ref["row 5"].payload) == (
+        "G-3",
+        "G-3,Bad Price,ten euros,https://img.example/g-3.jpg,yes",
+    )
+    assert by_ref["row 3"].external_id == ""  # the id is what is missing
+    assert by_ref["row 12"].external_id == "G-1"
+
+
+def test_csv_keeps_availability_only_when_it_says_more_than_in_stock() -> None:
+    data = b"id,title,availability\nA,Plain,in stock\nB,Flag,true\nC,Later,preorder\nD,Count,12\n"
+    found = products(list(parse_csv(data)))
+    assert [found[key].in_stock for key in "ABCD"] == [True, True, True, True]
+    assert [found[key].attributes.get("availability") for key in "ABCD"] == [None, None, "preorder", None]
+
+
+def test_csv_image_names_relative_to_the_csv_folder_are_read_from_it(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / "b.png").write_bytes(png_bytes())
+    (tmp_path / "notes.jpg").write_bytes(b"not an image")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.jpg"
+    outside.write_bytes(jpeg_bytes())
+    (tmp_path / "link.jpg").symlink_to(outside)
+    data = (
+        "id,title,image_urls\n"
+        "P-1,Local,photos/a.jpg|b.png|https://cdn.example/c.jpg\n"
+        "P-2,Missing,photos/nope.jpg\n"
+        "P-3,Escape,../secret.jpg\n"
+        "P-4,Absolute,/etc/passwd\n"
+        "P-5,Link out,link.jpg\n"
+        "P-6,Not an image,notes.jpg\n"
+    ).encode()
+
+    records = list(parse_csv(data, base_dir=tmp_path))
+
+    local = products(records)["P-1"]
+    assert [(image.name, image.content_type) for image in local.image_files] == [
+        ("photos/a.jpg", "image/jpeg"),
+        ("b.png", "image/png"),
+    ]
+    assert local.image_files[0].content == jpeg_bytes()
+    assert local.image_urls == ["https://cdn.example/c.jpg"]
+    reasons = errors(records)
+    assert "not found next to the catalog file" in reasons["row 3"]
+    assert "'..' refused" in reasons["row 4"]
+    assert "absolute path refused" in reasons["row 5"]
+    assert "leads outside the catalog folder" in reasons["row 6"]
+    assert "not an image" in reasons["row 7"]
+    assert "image: " in reasons["row 3"] and errors(records).keys() == {f"row {n}" for n in range(3, 8)}
+    outside.unlink()
+
+
 def test_csv_in_utf16_with_bom() -> None:
     data = "id\tname\timage\nU-1\tÜberjacke\thttps://img.example/u.jpg\n".encode("utf-16")
     assert products(list(parse_csv(data)))["U-1"].title == "Überjacke"
@@ -413,6 +468,7 @@ def test_shopify_page_urls() -> None:
     assert next(shopify_page_urls("https://x.example", page_size=1000)).endswith(
         "/products.json?page=1&limit=250"
     )
+    assert next(shopify_page_urls("https://x.example", first_page=7)).endswith("?page=7&limit=250")
 
 
 # --- Sitemaps ----------------------------------------------------------------------------------------
@@ -525,7 +581,9 @@ def test_product_page_with_invalid_json_ld_falls_back_to_opengraph() -> None:
 
 def test_pages_without_product_data_are_row_errors() -> None:
     article = parse_product_page(fixture("page_no_product.html"), "https://meadowlane.example/blogs/linen")
-    assert article == NotAProduct(source_ref="https://meadowlane.example/blogs/linen", reason="no product data")
+    assert article == NotAProduct(
+        source_ref="https://meadowlane.example/blogs/linen", reason="no product data"
+    )
     broken = parse_product_page(fixture("page_invalid_jsonld_no_og.html"), "https://x.example/sale")
     assert isinstance(broken, RowError) and not isinstance(broken, NotAProduct)
     assert broken.reason.startswith("no product data (invalid JSON-LD")

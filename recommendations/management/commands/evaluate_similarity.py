@@ -72,8 +72,9 @@ class Command(BaseCommand):
         products = product_model()._default_manager.filter(
             **{f"{options['product_field']}__in": list(labels.keys)}
         )
-        if options["store"] is not None and product_field("store"):
-            products = products.filter(**{product_field("store"): options["store"]})
+        store_field = product_field("store")
+        if options["store"] is not None and store_field:
+            products = products.filter(**{store_field: options["store"]})
         key_of = {pk: str(value) for pk, value in products.values_list("pk", options["product_field"])}
         embedded = set(
             ProductEmbedding.objects.filter(space=space, product_id__in=list(key_of)).values_list(
@@ -95,7 +96,7 @@ class Command(BaseCommand):
             rows = [i for i, pk in enumerate(vectors.product_ids.tolist()) if pk in keys]
             ids = [int(vectors.product_ids[i]) for i in rows]
             ranked_all = exact_rankings(ids, vectors.vectors[rows], k)
-            rankings = {pk: ranked_all[pk] for pk in queries}
+            rankings: dict[int, list[int]] = {pk: ranked_all[pk] for pk in queries}
         else:
             # Unlabelled (or de-duplicated) products may come back too: ask for more, score the labelled ones.
             filters = ProductFilter(

@@ -1,0 +1,154 @@
+"""``manage.py import_catalog SOURCE --store NAME [--kind ...] [--full-sync] [--sync]``.
+
+SOURCE is a URL (a Shopify store, a sitemap or a store's home page, a Merchant feed, a CSV) or a path
+on this machine (a CSV or TSV file, a folder of photos, a ZIP of photos, a Merchant feed file).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from scraper.catalog import store_model
+from scraper.conf import build_client
+from scraper.http import FetchError
+from scraper.models import ImportJob
+from scraper.services import run_import, start_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a catalog into a store: from a URL (Shopify, sitemap.xml, Google Merchant feed, CSV) or a "
+        "local CSV/TSV file, folder of photos or ZIP. Products are matched by external id: running it "
+        "again updates, never duplicates."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("source", help="a URL, or a path to a CSV/TSV file, a folder of photos or a ZIP")
+        parser.add_argument(
+            "--store", required=True, help="store id or name (a store with that name is created if missing)"
+        )
+        parser.add_argument(
+            "--kind",
+            default=ImportJob.Kind.AUTO,
+            choices=[choice.value for choice in ImportJob.Kind],
+            help="what the source is (default: detected)",
+        )
+        parser.add_argument(
+            "--full-sync",
+            action="store_true",
+            help="mark the store's products that the source no longer lists as out of stock",
+        )
+        parser.add_argument(
+            "--sync",
+            action="store_true",
+            help="import here and now, images included, with a progress bar (default: queue it for a worker)",
+        )
+        parser.add_argument("--collection", default="", help="Shopify: import one collection (its handle)")
+        parser.add_argument("--user", default="", help="username recorded as the one who started it")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        source: str = options["source"]
+        is_url = source.lower().startswith(("http://", "https://"))
+        if is_url:
+            with build_client() as client:
+                try:
+                    client.check_url(source)
+                except FetchError as error:
+                    raise CommandError(f"{source}: {error.reason}") from None
+        elif not Path(source).exists():
+            raise CommandError(f"{source} does not exist (give a URL or a path to a file or folder)")
+        store = self._store(options["store"], base_url=source if is_url else "")
+        user = None
+        if options["user"]:
+            user = get_user_model()._default_manager.filter(username=options["user"]).first()
+            if user is None:
+                raise CommandError(f"no user {options['user']!r}")
+        job = start_import(
+            store=store,
+            kind=options["kind"],
+            source_url=source if is_url else "",
+            source_path="" if is_url else str(Path(source).resolve()),
+            full_sync=options["full_sync"],
+            options={"collection": options["collection"]} if options["collection"] else {},
+            started_by=user,
+            queue=not options["sync"],
+        )
+        if not options["sync"]:
+            self.stdout.write(
+                f"Import #{job.pk} into {store} is queued on the 'scrape' queue; follow it in the admin at "
+                f"/admin/scraper/importjob/{job.pk}/change/ (a worker must be running)."
+            )
+            return
+        job = self._run_with_progress(job, disabled=options["no_progress"])
+        self._summarise(job)
+        if job.status == ImportJob.Status.FAILED:
+            raise CommandError(f"Import #{job.pk} failed: {job.message or 'see the errors above'}")
+
+    def _store(self, value: str, *, base_url: str) -> Any:
+        model = store_model()
+        if value.isdigit():
+            found = model._default_manager.filter(pk=int(value)).first()
+            if found is not None:
+                return found
+        try:
+            model._meta.get_field("name")
+        except Exception:
+            raise CommandError(f"no store with id {value}") from None
+        found = model._default_manager.filter(name=value).order_by("pk").first()
+        if found is not None:
+            return found
+        values: dict[str, Any] = {"name": value}
+        if base_url and any(field.name == "base_url" for field in model._meta.get_fields()):
+            values["base_url"] = base_url.split("?", 1)[0]
+        self.stdout.write(f"Creating the store {value!r}.")
+        return model._default_manager.create(**values)
+
+    def _run_with_progress(self, job: ImportJob, *, disabled: bool) -> ImportJob:
+        bar = tqdm(desc=f"import #{job.pk}", unit=" products", disable=disabled, file=sys.stderr)
+
+        def progress(current: ImportJob) -> None:
+            bar.update(current.seen - bar.n)
+            bar.set_postfix(
+                created=current.created,
+                updated=current.updated,
+                unchanged=current.unchanged,
+                failed=current.failed,
+                images=f"{current.images_downloaded + current.images_reused}/{current.images_queued}",
+                refresh=False,
+            )
+
+        try:
+            return run_import(job, images="inline", on_progress=progress)
+        finally:
+            bar.close()
+
+    def _summarise(self, job: ImportJob) -> None:
+        style = {
+            ImportJob.Status.SUCCEEDED: self.style.SUCCESS,
+            ImportJob.Status.PARTIAL: self.style.WARNING,
+        }.get(job.status, self.style.ERROR)
+        self.stdout.write(
+            style(
+                f"Import #{job.pk} {job.get_status_display().lower()}: {job.seen:,} read, {job.created:,} created, "
+                f"{job.updated:,} updated, {job.unchanged:,} unchanged, {job.failed:,} failed, "
+                f"{job.skipped:,} pages skipped; images: {job.images_downloaded:,} stored, "
+                f"{job.images_reused:,} reused, {job.images_failed:,} failed"
+                + (f"; {job.marked_out_of_stock:,} marked out of stock" if job.full_sync else "")
+                + "."
+            )
+        )
+        if job.message:
+            self.stdout.write(self.style.WARNING(job.message))
+        reasons = Counter(job.errors.filter(retried=False).values_list("reason", flat=True))
+        for reason, count in reasons.most_common(10):
+            self.stdout.write(f"  {count:>6,} × {reason}")
+        if len(reasons) > 10:
+            self.stdout.write(f"  ... and {len(reasons) - 10} other reasons (see the admin)")

@@ -1,0 +1,33 @@
+"""Imports from files: the demo catalog (CSV + photos side by side), CSV and ZIP uploads in the admin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from scraper.models import ImportJob
+from shop.demo_catalog import generate_demo_catalog, write_demo_catalog
+from shop.models import Product, ProductImage, Store
+
+
+@pytest.mark.django_db
+def test_demo_catalog_csv_with_photos_beside_it_imports_with_the_command(tmp_path: Path) -> None:
+    demo = generate_demo_catalog(n_products=12, image_px=64)
+    csv_path = write_demo_catalog(tmp_path, demo)
+
+    call_command("import_catalog", str(csv_path), "--store", "Demo", "--sync", "--no-progress")
+
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.SUCCEEDED, (job.message, list(job.errors.values_list("reason", flat=True)))
+    store = Store.objects.get(name="Demo")
+    assert store.products.count() == 12
+    for record in demo:
+        product = Product.objects.get(store=store, external_id=record.external_id)
+        assert product.title == record.title
+        assert product.price == record.price
+        assert product.in_stock == record.in_stock
+        images = list(product.images.order_by("position"))
+        assert [image.status for image in images] == [ProductImage.Status.STORED] * len(record.images)
+        assert [image.image.read() for image in images] == [image.draw() for image in record.images]
