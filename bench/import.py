@@ -34,7 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per domain")
     parser.add_argument("--keep-db", action="store_true", help="keep the benchmark database")
@@ -65,7 +67,7 @@ def main() -> None:
     from django.conf import settings
     from django.test.utils import setup_databases, teardown_databases
 
-    from bench._common import Measurement, markdown_table, print_hardware
+    from bench._common import markdown_table, print_hardware
 
     settings.SCRAPER = {
         **settings.SCRAPER,
@@ -82,7 +84,9 @@ def main() -> None:
     started = time.perf_counter()
     server.start()
     base_url = ready.get(timeout=600)
-    print(f"fixture store: {args.products:,} products on {base_url}, photos drawn in {time.perf_counter() - started:.0f} s")
+    print(
+        f"fixture store: {args.products:,} products on {base_url}, photos drawn in {time.perf_counter() - started:.0f} s"
+    )
     print_hardware()
     print(
         f"politeness for loopback: DOMAIN_MIN_INTERVAL_S=0, DOMAIN_MAX_CONCURRENCY={args.concurrency}, "
@@ -151,7 +155,10 @@ def run(base_url: str, args: argparse.Namespace) -> tuple[list, int, int]:
     started = time.perf_counter()
     again = run_import(again, images="inline")
     reimport_s = time.perf_counter() - started
-    assert (again.unchanged, again.images_queued) == (args.products, 0), (again.unchanged, again.images_queued)
+    assert (again.unchanged, again.images_queued) == (args.products, 0), (
+        again.unchanged,
+        again.images_queued,
+    )
 
     measurements = [
         Measurement(

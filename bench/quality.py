@@ -75,65 +75,56 @@ def import_photos(
     title_column: str,
     category_columns: list[str],
 ) -> tuple[object, dict[int, Path]]:
-    """One Product + ProductImage per row, the photo file copied into media storage as an import would."""
+    """One Product + ProductImage per row, the photo file put into media storage as an import would.
+
+    Rows are bulk-created, so no post_save signal queues embedding tasks: the run embeds them itself.
+    """
     import hashlib
 
     from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
 
     from shop.models import Category, Product, ProductImage, Store
 
     store = Store.objects.create(name=store_name)
-    files: dict[int, Path] = {}
-    for row in rows:
-        path = folder / row[image_column]
-        data = path.read_bytes()
-        category = Category.from_path([row[c] for c in category_columns]) if category_columns else None
-        product = Product.objects.create(
+    categories = {
+        names: Category.from_path(list(names))
+        for names in {tuple(row[c] for c in category_columns) for row in rows}
+    }
+    products = Product.objects.bulk_create(
+        Product(
             store=store,
             external_id=row[id_column],
             title=row[title_column][:500],
             price="10.00",
-            category=category,
+            category=categories[tuple(row[c] for c in category_columns)],
         )
-        image = ProductImage(product=product, sha256=hashlib.sha256(data).hexdigest(), status="stored")
-        image.image.save(path.name, ContentFile(data), save=True)
+        for row in rows
+    )
+    images, files = [], {}
+    for product, row in zip(products, rows, strict=True):
+        path = folder / row[image_column]
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        name = default_storage.save(f"products/{digest[:2]}/{digest}.jpg", ContentFile(data))
+        images.append(ProductImage(product=product, image=name, sha256=digest, status="stored"))
         files[product.pk] = path
+    ProductImage.objects.bulk_create(images)
     return store, files
 
 
 def embed_products(files: dict[int, Path]):
-    """Vectors of every product's photo with the shop's encoder and decode pipeline, stored as the shop stores
-    them; returns the active space and the images/s of decode + inference."""
-    from recommendations.encoders import get_encoder
-    from recommendations.imaging import iter_batches
-    from recommendations.indexes import ensure_space_index
-    from recommendations.models import EmbeddingSpace, ProductEmbedding
+    """Embed every product's photo through the shop's embedding service (storage -> decode -> model ->
+    vectors in Postgres, the HNSW index built on activation); returns the space and images/s."""
+    from recommendations import services
     from shop.models import ProductImage
 
-    encoder = get_encoder(args.encoder, args.weights, device="cpu")
-    space = EmbeddingSpace.objects.create(
-        encoder=encoder.key, weights_id=encoder.weights_id, dimensions=encoder.dimensions, state="active"
-    )
-    digests = dict(
-        ProductImage.objects.filter(product_id__in=list(files)).values_list("product_id", "sha256")
-    )
-    rows, failures = [], []
-    started = time.perf_counter()
-    items = ((pk, path.read_bytes()) for pk, path in files.items())
-    for batch in iter_batches(items, preprocess=encoder.preprocess, batch_size=args.batch_size, workers=1):
-        failures += batch.failures
-        if batch.tensor is not None:
-            vectors = encoder.embed_tensors(batch.tensor)
-            rows += [
-                ProductEmbedding(space=space, product_id=pk, vector=vector, image_sha256s=[digests[pk]])
-                for pk, vector in zip(batch.keys, vectors, strict=True)
-            ]
-    images_per_s = len(files) / (time.perf_counter() - started)
-    ProductEmbedding.objects.bulk_create(rows, batch_size=500)
-    ensure_space_index(space)
-    if failures:
-        print(f"  {len(failures)} photos failed: {failures[:3]}")
-    return space, images_per_s
+    space = services.prepare_space(args.encoder, args.weights)  # the first space is activated at once
+    image_ids = list(ProductImage.objects.filter(product_id__in=list(files)).values_list("pk", flat=True))
+    report = services.embed_images(image_ids, space=space, batch_size=args.batch_size)
+    if report.failed:
+        print(f"  {len(report.failed)} photos failed: {report.failed[:3]}")
+    return space, len(image_ids) / report.seconds
 
 
 def colour_histograms(files: dict[int, Path]):

@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -47,79 +46,9 @@ args = parse_args()
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._database import benchmark_database, percentile_ms, raw_connection
+from bench._database import benchmark_database, load_synthetic_catalog, percentile_ms, synthetic_vectors
 
 RESULTS: list[dict] = []
-
-
-def synthetic_vectors(n: int, dims: int, seed: int):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    looks = max(10, n // 50)
-    centres = rng.standard_normal((looks, dims), dtype=np.float32)
-    vectors = np.empty((n, dims), dtype=np.float32)
-    for start in range(0, n, 10_000):
-        stop = min(n, start + 10_000)
-        vectors[start:stop] = centres[rng.integers(0, looks, stop - start)]
-        vectors[start:stop] += rng.standard_normal((stop - start, dims), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors
-
-
-def load_catalog(vectors):
-    """Products (1 % in category "rare", 10 % in "tenth") and their vectors, written with COPY."""
-    from pgvector import HalfVector
-
-    from recommendations.models import EmbeddingSpace
-    from shop.models import Category, Product, Store
-
-    Product.objects.all().delete()
-    EmbeddingSpace.objects.all().delete()
-    store = Store.objects.get_or_create(name="Bench store")[0]
-    rare, tenth, rest = (Category.from_path([name]) for name in ("Rare", "Tenth", "Rest"))
-    space = EmbeddingSpace.objects.create(
-        encoder="synthetic", weights_id="bench", dimensions=vectors.shape[1], state="active"
-    )
-    n = len(vectors)
-    with raw_connection() as raw, raw.cursor() as cursor:
-        columns = (
-            "store_id, external_id, title, description, url, brand, price, currency, in_stock, category_id, "
-            "attributes, created_at, updated_at"
-        )
-        with cursor.copy(f"COPY shop_product ({columns}) FROM STDIN") as copy:
-            for i in range(n):
-                category = rare if i % 100 == 0 else tenth if i % 10 == 5 else rest
-                copy.write_row(
-                    (
-                        store.pk,
-                        f"b{i}",
-                        f"Bench product {i}",
-                        "",
-                        "",
-                        "Acme",
-                        "19.99",
-                        "EUR",
-                        True,
-                        category.pk,
-                        "{}",
-                        "2026-01-01T00:00Z",
-                        "2026-01-01T00:00Z",
-                    )
-                )
-        cursor.execute("SELECT id FROM shop_product WHERE store_id = %s ORDER BY id", [store.pk])
-        product_ids = [row[0] for row in cursor.fetchall()]
-        with cursor.copy(
-            "COPY recommendations_productembedding (space_id, product_id, vector, image_sha256s, updated_at) "
-            "FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(["int8", "int8", "halfvec", "varchar[]", "timestamptz"])
-            stamp = datetime(2026, 1, 1, tzinfo=UTC)
-            for i, product_id in enumerate(product_ids):
-                copy.write_row((space.pk, product_id, HalfVector(vectors[i]), [f"{product_id:064x}"], stamp))
-        cursor.execute("VACUUM ANALYZE shop_product")
-        cursor.execute("VACUUM ANALYZE recommendations_productembedding")
-    return space, product_ids, {"rare": rare.pk, "tenth": tenth.pk}
 
 
 def settings_with(**values):
@@ -194,7 +123,7 @@ def run_size(n: int) -> None:
     print(f"\n== {n:,} products x {args.dims} dims ==", flush=True)
     vectors = synthetic_vectors(n, args.dims, args.seed)
     started = time.perf_counter()
-    space, product_ids, categories = load_catalog(vectors)
+    space, product_ids, categories = load_synthetic_catalog(vectors)
     print(f"  loaded in {time.perf_counter() - started:.1f} s", flush=True)
     build_index(space, n)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -37,13 +37,18 @@ class LandingItem:
     """What a landing page shows for one product."""
 
     product_id: int
+    product: Any = field(repr=False, compare=False)
     title: str
-    url: str  # the product page (the landing page links through the click counter instead)
     image_url: str
     price: Decimal | None
     currency: str
     score: float | None  # cosine similarity to the creative; None for pins and control items
     pinned: bool = False
+
+    @property
+    def url(self) -> str:
+        """The product page (the landing page links through the click counter instead)."""
+        return product_url(self.product)
 
 
 def active_space() -> EmbeddingSpace | None:
@@ -166,8 +171,8 @@ def landing_items(
         items.append(
             LandingItem(
                 product_id=pk,
+                product=product,
                 title=str(product_value(product, "title", "") or product),
-                url=product_url(product),
                 image_url=images.get(pk, ""),
                 price=product_value(product, "price"),
                 currency=str(getattr(product, "currency", "") or ""),

@@ -73,7 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "IMAGE_SEARCH_RATE": "60/minute",
     # --- Personalisation (docs/personalisation.md) ---
     # Shopper profile: "mean", "weighted", "session" or "best_score"; a page may ask for another (?strategy=).
-    "PROFILE_STRATEGY": "session",
+    "PROFILE_STRATEGY": "best_score",
     # Products per /for-you/ page and per preference-game round.
     "FOR_YOU_LIMIT": 10,
     "GAME_ROUND_SIZE": 10,
@@ -87,8 +87,11 @@ DEFAULTS: dict[str, Any] = {
     "PROFILE_MAX_INTERACTIONS": 200,
     # How much each kind of interaction counts in the "weighted" profile (dislike is the negative side).
     "INTERACTION_WEIGHTS": {"view": 1.0, "click": 2.0, "like": 4.0, "add_to_cart": 5.0, "purchase": 6.0, "dislike": 4.0},
-    # w_n in weighted = w_p·mean(positives) − w_n·mean(negatives), and the negative term of best_score.
+    # w_n in weighted = w_p·mean(positives) − w_n·mean(negatives) (also the session's long-term part).
     "NEGATIVE_WEIGHT": 0.5,
+    # best_score = max cos(positive) − this × max cos(negative). 1.0: a candidate scores above 0 exactly when
+    # it is nearer to something liked than to anything rejected (the best setting in the game simulation).
+    "BEST_SCORE_NEGATIVE_WEIGHT": 1.0,
     # An interaction this old counts half as much as one made now.
     "INTERACTION_HALF_LIFE_S": 7 * 24 * 3600,
     # Share of the long-term (weighted) profile blended into the "session" profile.

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from recommendations.personalisation import (
     EXPLORE_POOL_FACTOR,
     MAX_QUERY_VECTORS,
     ProfileOptions,
+    HistoryVectors,
     game_history,
     select_products,
     shopper_profile,
@@ -368,3 +368,131 @@ def run_target_finding(
                     TargetResult(strategy, judge_name, k_exploit, k_explore, np.asarray(rounds, dtype=np.float64))
                 )
     return results
+
+
+# --- Leave-last-out ---------------------------------------------------------------------------------------
+
+# What a simulated shopper does with the products of the group they browse (kind, probability).
+SESSION_KINDS = (("view", 0.5), ("click", 0.3), ("like", 0.1), ("add_to_cart", 0.1))
+
+
+@dataclass(frozen=True)
+class SimulatedSession:
+    """A shopper browsing one articleType + colour: its rows in order, the held-out last one, the rest."""
+
+    group: str
+    history_rows: list[int]  # oldest first, excluding the held-out row
+    history_kinds: list[str]
+    held_out: int
+    relevant: set[int] = field(default_factory=set)  # the group's rows the shopper has not seen
+
+
+def simulate_sessions(
+    data: LabelledVectors, *, sessions: int, rng: np.random.Generator, length: int = 5
+) -> list[SimulatedSession]:
+    """Sessions built from labels: ``length`` products of one articleType + colour (groups drawn in proportion
+    to their size), one stray view of an unrelated product, and a dislike of the same articleType in another
+    colour when there is one. The last product of the group is held out."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for row, (article_type, colour) in enumerate(zip(data.article_types, data.colours, strict=True)):
+        groups[f"{article_type} / {colour}"].append(row)
+    eligible = [name for name, rows in groups.items() if len(rows) >= length + 2]
+    sizes = np.asarray([len(groups[name]) for name in eligible], dtype=np.float64)
+    kinds, probabilities = zip(*SESSION_KINDS, strict=True)
+    result = []
+    for _ in range(sessions):
+        group = eligible[int(rng.choice(len(eligible), p=sizes / sizes.sum()))]
+        rows = [int(r) for r in rng.choice(groups[group], size=length, replace=False)]
+        events = [(row, str(rng.choice(kinds, p=probabilities))) for row in rows[:-1]]
+        stray = int(rng.integers(len(data)))
+        if stray not in groups[group]:
+            events.insert(int(rng.integers(len(events) + 1)), (stray, "view"))
+        article_type = data.article_types[rows[0]]
+        other_colours = np.flatnonzero((data.article_types == article_type) & (data.colours != data.colours[rows[0]]))
+        if other_colours.size:
+            events.insert(int(rng.integers(len(events) + 1)), (int(rng.choice(other_colours)), "dislike"))
+        seen = {row for row, _ in events}
+        result.append(
+            SimulatedSession(
+                group=group,
+                history_rows=[row for row, _ in events],
+                history_kinds=[kind for _, kind in events],
+                held_out=rows[-1],
+                relevant=set(groups[group]) - seen,
+            )
+        )
+    return result
+
+
+def session_history(data: LabelledVectors, session: SimulatedSession) -> HistoryVectors:
+    positive = [(row, kind) for row, kind in zip(session.history_rows, session.history_kinds, strict=True)]
+    negatives = [row for row, kind in positive if kind == "dislike"]
+    positives = [(row, kind) for row, kind in positive if kind != "dislike"]
+    count = len(positives)
+    return HistoryVectors(
+        positives=data.vectors[[row for row, _ in positives]],
+        positive_kinds=[kind for _, kind in positives],
+        # A session of one interaction a minute, the last one just now.
+        positive_ages_s=[60.0 * (count - i) for i in range(count)],
+        in_session=[True] * count,
+        negatives=data.vectors[negatives] if negatives else np.zeros((0, data.vectors.shape[1]), np.float32),
+        negative_kinds=["dislike"] * len(negatives),
+        negative_ages_s=[0.0] * len(negatives),
+    )
+
+
+def _scores(ranked: Sequence[int], session: SimulatedSession, k: int) -> dict[str, float | None]:
+    return {
+        f"hit_rate@{k}": metrics.hit_rate_at_k(ranked, session.relevant, k),
+        f"precision@{k}": metrics.precision_at_k(ranked, session.relevant, k),
+        f"recall@{k}": metrics.recall_at_k(ranked, session.relevant, k),
+        f"ndcg@{k}": metrics.ndcg_at_k(ranked, session.relevant, k),
+        f"map@{k}": metrics.average_precision_at_k(ranked, session.relevant, k),
+        f"held_out_hit@{k}": metrics.hit_rate_at_k(ranked, {session.held_out}, k),
+    }
+
+
+def run_leave_last_out(
+    data: LabelledVectors,
+    *,
+    strategies: Sequence[str],
+    sessions: int = 300,
+    k: int = 10,
+    seed: int = 0,
+    options: Callable[[str], ProfileOptions] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Micro-averaged metrics@k per strategy and for a popularity baseline, already-seen items excluded.
+
+    Relevant = the products of the session's articleType + colour the shopper has not seen (the held-out last
+    one among them); ``held_out_hit@k`` asks for that exact product. Popularity counts interactions in a
+    separate set of simulated sessions (5× as many) and recommends the most interacted-with products.
+    """
+    options = options or ProfileOptions.from_settings
+    rng = np.random.default_rng(seed)
+    test_sessions = simulate_sessions(data, sessions=sessions, rng=rng)
+    popularity = Counter(row for s in simulate_sessions(data, sessions=5 * sessions, rng=rng) for row in s.history_rows)
+    popular_order = [row for row, _ in popularity.most_common()] + [
+        row for row in range(len(data)) if row not in popularity
+    ]
+    every_row = list(range(len(data)))
+    per_strategy: dict[str, list[dict[str, float | None]]] = defaultdict(list)
+    for session in test_sessions:
+        seen = set(session.history_rows)
+        ranked_popular = [row for row in popular_order[: k + len(seen)] if row not in seen][:k]
+        per_strategy["popularity"].append(_scores(ranked_popular, session, k))
+        history = session_history(data, session)
+        for strategy in strategies:
+            profile = shopper_profile(history, options(strategy))
+            selection = select_products(
+                profile=profile,
+                pool_ids=every_row,
+                pool_vectors=data.vectors,
+                pool_categories=data.article_types,
+                k_exploit=k,
+                k_explore=0,
+                exclude_ids=seen,
+                rng=rng,
+            )
+            per_strategy[strategy].append(_scores([int(i) for i in selection.ids], session, k))
+    groups = [s.group for s in test_sessions]
+    return {name: metrics.summarise(rows, groups).micro for name, rows in per_strategy.items()}

@@ -95,7 +95,10 @@ class ImportJobAdmin(admin.ModelAdmin):
     change_form_template = "admin/scraper/importjob/change_form.html"
     change_list_template = "admin/scraper/importjob/change_list.html"
     fieldsets = [
-        (None, {"fields": ["store", "kind", "source_url", "source_file", "source_path", "options", "full_sync"]}),
+        (
+            None,
+            {"fields": ["store", "kind", "source_url", "source_file", "source_path", "options", "full_sync"]},
+        ),
         ("When", {"fields": ["started_by", "created_at", "started_at", "walk_finished_at", "finished_at"]}),
     ]
 
@@ -115,7 +118,9 @@ class ImportJobAdmin(admin.ModelAdmin):
     def progress(self, job: ImportJob) -> str:
         text = f"{job.created:,} new, {job.updated:,} updated, {job.unchanged:,} unchanged"
         if job.failed or job.images_failed:
-            return format_html("{}; <strong>{} failed, {} images failed</strong>", text, job.failed, job.images_failed)
+            return format_html(
+                "{}; <strong>{} failed, {} images failed</strong>", text, job.failed, job.images_failed
+            )
         return text
 
     # --- URLs: the import form, the status fragment, the buttons
@@ -129,7 +134,9 @@ class ImportJobAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
         """The "Import catalog" form (``?store=<id>`` chooses the store)."""
         if not self.has_add_permission(request):
             raise PermissionDenied
@@ -209,7 +216,9 @@ class ImportJobAdmin(admin.ModelAdmin):
             raise PermissionDenied
         queued = self._queue_retries(request, ImportJob.objects.filter(pk=pk))
         if not queued:
-            messages.warning(request, "Nothing to retry: the job is running, or no failure can be fetched again.")
+            messages.warning(
+                request, "Nothing to retry: the job is running, or no failure can be fetched again."
+            )
         return HttpResponseRedirect(reverse("admin:scraper_importjob_change", args=[pk]))
 
     # --- actions
@@ -231,7 +240,9 @@ class ImportJobAdmin(admin.ModelAdmin):
 
         queued = 0
         for job in queryset:
-            has_retryable = job.errors.filter(retried=False).exclude(retry_url="", image_id__isnull=True).exists()
+            has_retryable = (
+                job.errors.filter(retried=False).exclude(retry_url="", image_id__isnull=True).exists()
+            )
             if job.is_finished and has_retryable:
                 job_id = job.pk
                 transaction.on_commit(lambda job_id=job_id: retry_failed_rows_task.delay(job_id))
@@ -254,4 +265,3 @@ class ImportRowErrorAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-

@@ -12,8 +12,11 @@ that receivers (embedding, landing-page caches) see them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
@@ -22,7 +25,9 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.core.files.base import ContentFile
-from django.db import models, transaction
+from django.db import models, router, transaction
+from django.db.models.signals import post_save, pre_save
+from django.utils import timezone
 
 from scraper.conf import app_setting, store_model_label
 from scraper.parsers import ScrapedProduct
@@ -124,6 +129,76 @@ class CatalogWriter:
             if getattr(field, "auto_now", False)
         ]
         self._categories: dict[tuple[str, ...], Any] = {}
+        # Saves go one by one, each in a savepoint so one bad row cannot abort the caller's transaction,
+        # or, inside ``batched_writes()``, are collected and written in bulk.
+        self._pending: dict[int, tuple[models.Model, frozenset[str] | None]] | None = None
+
+    @contextlib.contextmanager
+    def batched_writes(self) -> Iterator[None]:
+        """Collect saves and write them in bulk when the block ends (or at ``write_pending()``): one
+        INSERT per model and one UPDATE per set of changed fields instead of a statement per row.
+
+        ``pre_save`` and ``post_save`` are sent for every row as ``Model.save()`` sends them, so
+        receivers (embedding, landing-page caches) see bulk writes too. Use it inside a transaction:
+        if one row fails, the whole block fails; write the rows again one by one outside it.
+        """
+        self._pending = {}
+        try:
+            yield
+            self.write_pending()
+        finally:
+            self._pending = None
+
+    def write_pending(self) -> None:
+        if not self._pending:
+            return
+        rows, self._pending = list(self._pending.values()), {}
+        creates: dict[type[models.Model], list[models.Model]] = defaultdict(list)
+        updates: dict[tuple[type[models.Model], frozenset[str]], list[models.Model]] = defaultdict(list)
+        for row, fields in rows:
+            if row._state.adding:
+                creates[type(row)].append(row)
+            else:
+                updates[type(row), fields or frozenset()].append(row)
+        for model, group in creates.items():
+            using = router.db_for_write(model)
+            for row in group:
+                pre_save.send(sender=model, instance=row, raw=False, using=using, update_fields=None)
+            model._default_manager.bulk_create(group)
+            for row in group:
+                post_save.send(
+                    sender=model, instance=row, created=True, update_fields=None, raw=False, using=using
+                )
+        for (model, fields), group in updates.items():
+            using = router.db_for_write(model)
+            stamped = [
+                field.attname for field in model._meta.concrete_fields if getattr(field, "auto_now", False)
+            ]
+            now = timezone.now()
+            for row in group:
+                for name in stamped:
+                    setattr(row, name, now)
+                pre_save.send(sender=model, instance=row, raw=False, using=using, update_fields=fields)
+            model._default_manager.bulk_update(group, sorted(fields | set(stamped)))
+            for row in group:
+                post_save.send(
+                    sender=model, instance=row, created=False, update_fields=fields, raw=False, using=using
+                )
+
+    def _save(self, row: models.Model, update_fields: list[str] | None = None) -> None:
+        if self._pending is not None:
+            key = id(row)
+            if row._state.adding or key not in self._pending:
+                fields = None if update_fields is None else frozenset(update_fields)
+            else:  # saved twice in one batch: both sets of changes are written
+                earlier = self._pending[key][1]
+                fields = None if earlier is None or update_fields is None else earlier | set(update_fields)
+            if fields is None and not row._state.adding:
+                fields = frozenset(f.attname for f in type(row)._meta.concrete_fields if not f.primary_key)
+            self._pending[key] = (row, fields)
+            return
+        with transaction.atomic():
+            row.save(update_fields=update_fields)
 
     # --- reads, one query per batch
 
@@ -187,6 +262,18 @@ class CatalogWriter:
         return values
 
     def upsert(self, record: ScrapedProduct, existing: models.Model | None) -> tuple[Outcome, models.Model]:
+        """Create or update the record's product. Raises ``ValueError`` (nothing written) or, for a row
+        the database refuses, ``DatabaseError`` (rolled back to a savepoint, outside ``batched_writes``)."""
+        if self._pending is not None:
+            return self._upsert(record, existing)
+        with transaction.atomic():  # the category too: one bad row must not abort the caller's transaction
+            return self._upsert(record, existing)
+
+    def forget_uncommitted(self) -> None:
+        """After a rolled-back batch: categories created in it are gone."""
+        self._categories.clear()
+
+    def _upsert(self, record: ScrapedProduct, existing: models.Model | None) -> tuple[Outcome, models.Model]:
         id_field = self.p["external_id"]
         if id_field.max_length and len(record.external_id) > id_field.max_length:
             raise ValueError(f"external id is longer than {id_field.max_length} characters")
@@ -195,16 +282,14 @@ class CatalogWriter:
             product = self.product_model(
                 **{self.p["store"].name: self.store, id_field.attname: record.external_id}, **values
             )
-            with transaction.atomic():  # a savepoint: one bad row must not abort the whole batch
-                product.save()
+            self._save(product)
             return "created", product
         changed = [name for name, value in values.items() if getattr(existing, name) != value]
         if not changed:
             return "unchanged", existing
         for name in changed:
             setattr(existing, name, values[name])
-        with transaction.atomic():
-            existing.save(update_fields=[*changed, *self._auto_now])
+        self._save(existing, update_fields=[*changed, *self._auto_now])
         return "updated", existing
 
     def _set_text(self, values: dict[str, Any], role: str, text: str, *, truncate: bool) -> None:
@@ -264,6 +349,27 @@ class CatalogWriter:
         if rows:
             self.image_model._default_manager.filter(pk__in=[row.pk for row in rows]).delete()
 
+    def write_file_if_content_addressed(self, data: bytes, *, sha256: str, content_type: str) -> str | None:
+        """Write the bytes under the catalog's name for them when that name is made from the sha256 (the
+        bundled catalog's is): then an existing file of that name holds these very bytes and is kept.
+        Returns the stored name, or ``None`` when names are not content-addressed (the caller writes
+        the file with ``store_image`` after looking for a stored image with the same sha256).
+
+        Touches only the storage, never the database: download threads call it.
+        """
+        file_name = self._file_name(sha256, content_type)
+        if sha256 not in file_name:
+            return None
+        storage = self.i["image"].storage
+        if storage.exists(file_name):
+            return file_name
+        return storage.save(file_name, ContentFile(data), max_length=self.i["image"].max_length)
+
+    def _file_name(self, sha256: str, content_type: str) -> str:
+        probe = self.image_model(**({self.i["sha256"].attname: sha256} if "sha256" in self.i else {}))
+        extension = _EXTENSIONS.get(content_type, "jpg")
+        return self.i["image"].generate_filename(probe, f"{sha256[:16]}.{extension}")
+
     def store_image(
         self,
         *,
@@ -276,11 +382,13 @@ class CatalogWriter:
         source_url: str = "",
         sha256: str = "",
         reuse: models.Model | None = None,
+        file_name: str | None = None,
         replace: models.Model | None = None,
     ) -> tuple[models.Model, bool]:
         """Store ``data`` as an image of the product; returns ``(row, file_was_written)``.
 
         ``reuse``: a stored image with the same sha256 whose file is taken instead of writing a new one.
+        ``file_name``: the bytes are stored already under this name (``write_file_if_content_addressed``).
         ``replace``: an earlier failed row of this image, updated instead of adding a row.
         """
         sha256 = sha256 or sha256_hex(data)
@@ -288,10 +396,8 @@ class CatalogWriter:
         written = False
         if reuse is not None:
             file_name = getattr(reuse, image_field.attname).name
-        else:
-            probe = self.image_model(**({self.i["sha256"].attname: sha256} if "sha256" in self.i else {}))
-            extension = _EXTENSIONS.get(content_type, "jpg")
-            file_name = image_field.generate_filename(probe, f"{sha256[:16]}.{extension}")
+        elif file_name is None:
+            file_name = self._file_name(sha256, content_type)
             storage = image_field.storage
             # A content-addressed name that already exists holds these very bytes: keep it.
             if not (sha256 in file_name and storage.exists(file_name)):
@@ -372,6 +478,5 @@ class CatalogWriter:
             row = replace
             for name, value in values.items():
                 setattr(row, name, value)
-        with transaction.atomic():
-            row.save()
+        self._save(row)
         return row

@@ -8,7 +8,8 @@ crawling the same shop behave like one polite client::
 
 Interval: an atomic Lua script hands out start times one ``min_interval_s`` apart, using the Redis
 server's clock (so worker clocks need not agree); each caller sleeps until its start time. Callers
-queue in arrival order instead of polling.
+queue in arrival order instead of polling. Taking a turn (lease and start time) is one round trip to
+Redis, giving it back another.
 
 Concurrency: a sorted set of leases scored by expiry time. A worker that dies mid-request holds its
 lease until it expires (``lease_s``), never forever; ``lease_s`` must exceed the longest request
@@ -29,27 +30,26 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from redis import Redis
 
-# Returns 1 and adds a lease when fewer than ARGV[2] unexpired leases exist, else 0.
-_ACQUIRE_LEASE = """
+# One round trip per turn. KEYS: leases, next start. ARGV: token, max concurrency, lease ms, interval ms.
+# When fewer than ARGV[2] unexpired leases exist: adds a lease, reserves the next start time
+# (max(now, previous start + interval); skipped for a zero interval) and returns {1, start_ms, now_ms};
+# otherwise returns {0, 0, now_ms}. Times come from the Redis server's clock.
+_ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-  return 1
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return {0, 0, now}
 end
-return 0
-"""
-
-# Reserves the next start time: max(now, previous start + interval). Returns {start_ms, now_ms}.
-_RESERVE_START = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local start = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
-redis.call('SET', KEYS[1], start + interval, 'PX', start + interval - now + 1000)
-return {start, now}
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+local interval = tonumber(ARGV[4])
+if interval <= 0 then
+  return {1, now, now}
+end
+local start = math.max(now, tonumber(redis.call('GET', KEYS[2]) or '0'))
+redis.call('SET', KEYS[2], start + interval, 'PX', start + interval - now + 1000)
+return {1, start, now}
 """
 
 
@@ -95,8 +95,7 @@ class DomainThrottle:
         self.poll_interval_s = poll_interval_s
         self.key_prefix = key_prefix
         self._redis = redis_client
-        self._acquire_lease = redis_client.register_script(_ACQUIRE_LEASE)
-        self._reserve_start = redis_client.register_script(_RESERVE_START)
+        self._acquire = redis_client.register_script(_ACQUIRE)
 
     @contextmanager
     def slot(self, domain: str, *, min_interval_s: float | None = None) -> Iterator[SlotGrant]:
@@ -106,12 +105,18 @@ class DomainThrottle:
         """
         domain = domain.lower().rstrip(".")
         lease_key = f"{self.key_prefix}:leases:{domain}"
+        next_key = f"{self.key_prefix}:next:{domain}"
+        interval_ms = int(max(self.min_interval_s, min_interval_s or 0.0) * 1000)
         token = uuid.uuid4().hex
         waited_from = time.monotonic()
         deadline = waited_from + self.acquire_timeout_s
-        while not self._acquire_lease(
-            keys=[lease_key], args=[token, self.max_concurrency, int(self.lease_s * 1000)]
-        ):
+        while True:
+            acquired, start_ms, now_ms = self._acquire(
+                keys=[lease_key, next_key],
+                args=[token, self.max_concurrency, int(self.lease_s * 1000), interval_ms],
+            )
+            if acquired:
+                break
             if time.monotonic() > deadline:
                 raise ThrottleTimeout(
                     f"no request slot for {domain} within {self.acquire_timeout_s:.0f} s "
@@ -120,10 +125,6 @@ class DomainThrottle:
             # Jitter keeps workers that polled together from colliding again on every poll.
             time.sleep(self.poll_interval_s * (0.5 + random.random()))
         try:
-            interval_s = max(self.min_interval_s, min_interval_s or 0.0)
-            start_ms, now_ms = self._reserve_start(
-                keys=[f"{self.key_prefix}:next:{domain}"], args=[int(interval_s * 1000)]
-            )
             if start_ms > now_ms:
                 time.sleep((int(start_ms) - int(now_ms)) / 1000)
             yield SlotGrant(domain=domain, start_ms=int(start_ms), waited_s=time.monotonic() - waited_from)

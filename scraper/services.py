@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from scraper.catalog import CatalogWriter, ImageWork, sha256_hex
 from scraper.conf import app_setting, build_client
+from scraper.downloads import DownloadOutcome, download_images
 from scraper.http import FetchError, FetchResult, GuardedClient
 from scraper.models import ImportJob, ImportRowError
 from scraper.parsers import (
@@ -483,6 +484,16 @@ def _image_work_for_errors(writer: CatalogWriter, errors: list[ImportRowError]) 
 # --- One run over a source -------------------------------------------------------------------------------
 
 
+@dataclass
+class _Tally:
+    """What writing one batch did; merged into the run only when the batch's transaction commits."""
+
+    delta: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[Failure, str]] = field(default_factory=list)
+    work: list[ImageWork] = field(default_factory=list)
+    files: dict[str, models.Model] = field(default_factory=dict)  # sha256 → a row storing that file
+
+
 class _ImportRun:
     """The state of one pass over a source: the batch being built, counters not yet saved, the ids seen."""
 
@@ -499,6 +510,7 @@ class _ImportRun:
         self.failures: list[tuple[Failure, str]] = []  # (failure, ImportRowError stage)
         self.delta: Counter[str] = Counter()
         self.seen_ids: set[str] = set()
+        self.files: dict[str, models.Model] = {}  # sha256 → a stored image row, for local images
         self.products_hidden = False  # something unread may list products: no out-of-stock marking
         self.nothing_done = True
         self.batch_size = int(app_setting("BATCH_SIZE"))
@@ -558,55 +570,74 @@ class _ImportRun:
     # -- products
 
     def _write_batch(self, batch: list[ScrapedProduct]) -> list[ImageWork]:
-        writer = self.writer
+        """Upsert a batch with bulk writes in one transaction; if a row fails, the batch is written
+        again row by row, each in its savepoint, so only that row is lost."""
+        try:
+            with transaction.atomic(), self.writer.batched_writes():
+                tally = self._write_records(batch, batched=True)
+        except DatabaseError:
+            self.writer.forget_uncommitted()
+            tally = self._write_records(batch, batched=False)
+        self.delta.update(tally.delta)
+        self.failures += tally.failures
+        self.files.update(tally.files)
+        self.nothing_done = False
+        return tally.work
+
+    def _write_records(self, batch: list[ScrapedProduct], *, batched: bool) -> _Tally:
+        writer, tally = self.writer, _Tally()
         existing = writer.existing_products([record.external_id for record in batch])
         written: list[tuple[ScrapedProduct, models.Model, str]] = []
         for record in batch:
             try:
                 outcome, product = writer.upsert(record, existing.get(record.external_id))
             except (ValueError, DatabaseError) as error:
-                self.add_failure(
-                    Failure(
-                        source_ref=record.source_ref or record.external_id,
-                        reason=f"not saved: {error}",
-                        external_id=record.external_id[:255],
-                    ),
-                    counted_as_seen=True,
+                if batched and isinstance(error, DatabaseError):
+                    raise  # the transaction is unusable: the caller writes the batch again, row by row
+                tally.delta["failed"] += 1
+                tally.failures.append(
+                    (
+                        Failure(
+                            source_ref=record.source_ref or record.external_id,
+                            reason=f"not saved: {error}",
+                            external_id=record.external_id[:255],
+                        ),
+                        ImportRowError.Stage.ROW,
+                    )
                 )
                 continue
             existing[record.external_id] = product
             written.append((record, product, outcome))
+        writer.write_pending()  # the new products get their ids before their images are matched
         images_by_product = writer.images_of([product.pk for _, product, _ in written])
-        work: list[ImageWork] = []
         for record, product, outcome in written:
-            images_changed, product_work = self._sync_images(record, product, images_by_product[product.pk])
-            self.delta["updated" if images_changed and outcome == "unchanged" else outcome] += 1
-            work += product_work
-        self.nothing_done = False
-        return work
+            images_changed = self._sync_images(record, product, images_by_product[product.pk], tally)
+            tally.delta["updated" if images_changed and outcome == "unchanged" else outcome] += 1
+        return tally
 
     def _sync_images(
-        self, record: ScrapedProduct, product: models.Model, rows: list[models.Model]
-    ) -> tuple[bool, list[ImageWork]]:
-        """Match the record's images to the product's rows; returns (list changed, URLs to download).
+        self, record: ScrapedProduct, product: models.Model, rows: list[models.Model], tally: _Tally
+    ) -> bool:
+        """Match the record's images to the product's rows; URLs to download go to ``tally.work``.
+        Returns whether the product's image list changed.
 
         A record without images leaves the product's images alone (a feed that omits them is more
         likely partial than a product that lost every photo).
         """
         writer = self.writer
         if record.image_files:
-            return self._sync_local_images(record, product, rows), []
+            return self._sync_local_images(record, product, rows, tally)
         urls = record.image_urls[: writer.max_images]
         if not urls:
-            return False, []
+            return False
         by_url: dict[str, list[models.Model]] = defaultdict(list)
         for row in rows:
             by_url[str(writer.image_value(row, "source_url") or "")].append(row)
-        changed, kept, work = False, set(), []
+        changed, kept = False, set()
         for position, url in enumerate(urls):
             row = by_url[url].pop(0) if by_url.get(url) else None
             if row is None:
-                work.append(ImageWork(product.pk, url, position, record.external_id))
+                tally.work.append(ImageWork(product.pk, url, position, record.external_id))
                 changed = True
                 continue
             kept.add(row.pk)
@@ -614,14 +645,15 @@ class _ImportRun:
                 writer.set_image_position(row, position)
                 changed = True
             if not writer.image_is_stored(row):  # failed before: try again
-                work.append(ImageWork(product.pk, url, position, record.external_id, image_id=row.pk))
+                tally.work.append(ImageWork(product.pk, url, position, record.external_id, image_id=row.pk))
         leftovers = [row for row in rows if row.pk not in kept]
         writer.delete_images(leftovers)
-        return changed or bool(leftovers), work
+        return changed or bool(leftovers)
 
     def _sync_local_images(
-        self, record: ScrapedProduct, product: models.Model, rows: list[models.Model]
+        self, record: ScrapedProduct, product: models.Model, rows: list[models.Model], tally: _Tally
     ) -> bool:
+        """Images that came with the catalog (ZIP, folder, files next to a CSV): stored right away."""
         writer = self.writer
         by_sha = {str(writer.image_value(row, "sha256")): row for row in rows if writer.image_is_stored(row)}
         changed, kept = False, set()
@@ -635,25 +667,31 @@ class _ImportRun:
                     changed = True
                 continue
             changed = True
-            self.delta["images_queued"] += 1
+            tally.delta["images_queued"] += 1
             try:
+                # Fully decoded: a truncated file is refused here, not by the embedding later.
                 info = inspect_image(image.content, max_pixels=self.limits.max_image_pixels, decode=True)
             except ImageRejected as error:
-                self.delta["images_failed"] += 1
-                self.failures.append(
-                    (
-                        Failure(source_ref=image.name, reason=str(error), external_id=record.external_id),
-                        ImportRowError.Stage.IMAGE,
-                    )
-                )
+                tally.delta["images_failed"] += 1
+                failure = Failure(source_ref=image.name, reason=str(error), external_id=record.external_id)
+                tally.failures.append((failure, ImportRowError.Stage.IMAGE))
                 continue
-            reuse = writer.stored_images_by("sha256", [sha256]).get(sha256)
-            new_row, _ = writer.store_image(
-                product_id=product.pk, data=image.content, content_type=info.content_type, width=info.width,
-                height=info.height, position=position, sha256=sha256, reuse=reuse,
-            )  # fmt: skip
+            reuse = tally.files.get(sha256) or self.files.get(sha256)
+            if reuse is None:
+                reuse = writer.stored_images_by("sha256", [sha256]).get(sha256)
+            new_row, written = writer.store_image(
+                product_id=product.pk,
+                data=image.content,
+                content_type=info.content_type,
+                width=info.width,
+                height=info.height,
+                position=position,
+                sha256=sha256,
+                reuse=reuse,
+            )
             kept.add(new_row.pk)
-            self.delta["images_reused" if reuse is not None else "images_downloaded"] += 1
+            tally.files.setdefault(sha256, new_row)
+            tally.delta["images_downloaded" if written else "images_reused"] += 1
         leftovers = [row for row in rows if row.pk not in kept]
         writer.delete_images(leftovers)
         return changed or bool(leftovers)
@@ -677,7 +715,8 @@ class _ImportRun:
             return
         assert self.client is not None
         self.delta["images_queued"] += len(work)
-        outcome = download_images(self.writer, self.client, work, retry_later=False)
+        threads = int(app_setting("DOWNLOAD_THREADS"))
+        outcome = download_images(self.writer, self.client, work, retry_later=False, threads=threads)
         self.delta.update(outcome.counts)
         self.failures += [(failure, ImportRowError.Stage.IMAGE) for failure in outcome.failures]
 
@@ -771,117 +810,7 @@ class _ImportRun:
         )
 
 
-# --- Image downloads (in this process or in scraper.fetch_images tasks) ----------------------------------
-
-
-class DownloadOutcome:
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.failures: list[Failure] = []
-        self.deferred: list[ImageWork] = []
-        self.defer_s = 0.0
-
-
-def download_images(
-    writer: CatalogWriter, client: GuardedClient, work: list[ImageWork], *, retry_later: bool
-) -> DownloadOutcome:
-    """Download and store the images of ``work``; every item ends downloaded, reused or failed (or, with
-    ``retry_later``, deferred when the failure is retryable: the task queues them again later).
-
-    "Reused" means no download: the product already has this URL stored, or another product does (its
-    file is shared), or the downloaded bytes match a stored file (sha256).
-    """
-    outcome = DownloadOutcome()
-    product_ids = sorted({item.product_id for item in work})
-    live_products = set(
-        writer.product_model._default_manager.filter(pk__in=product_ids).values_list("pk", flat=True)
-    )
-    rows_by_product = writer.images_of(sorted(live_products))
-    failed_rows = writer.image_model._default_manager.in_bulk(
-        [item.image_id for item in work if item.image_id]
-    )
-    by_url = writer.stored_images_by("source_url", sorted({item.url for item in work}))
-    to_fetch: dict[str, list[ImageWork]] = defaultdict(list)
-    for item in work:
-        if item.product_id not in live_products:
-            outcome.counts["images_failed"] += 1  # the product was deleted meanwhile; nothing to log
-            continue
-        has_it = any(
-            writer.image_is_stored(row) and writer.image_value(row, "source_url") == item.url
-            for row in rows_by_product.get(item.product_id, [])
-        )
-        if has_it:
-            outcome.counts["images_reused"] += 1  # a task delivered twice, or a duplicate URL
-        elif item.url in by_url:
-            writer.copy_image(
-                product_id=item.product_id, source=by_url[item.url], position=item.position,
-                source_url=item.url, replace=failed_rows.get(item.image_id),
-            )  # fmt: skip
-            outcome.counts["images_reused"] += 1
-        else:
-            to_fetch[item.url].append(item)
-    if not to_fetch:
-        return outcome
-    threads = max(1, min(int(app_setting("DOWNLOAD_THREADS")), len(to_fetch)))
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scraper-images") as executor:
-        results = list(executor.map(lambda url: _fetch_image(client, url), to_fetch))
-    fetched = {url: result for url, result in zip(to_fetch, results, strict=True)}
-    shas = [sha256_hex(result.content) for result in fetched.values() if isinstance(result, FetchResult)]
-    by_sha = writer.stored_images_by("sha256", shas)
-    for url, items in to_fetch.items():
-        result = fetched[url]
-        if isinstance(result, FetchError):
-            _record_failed_download(writer, outcome, items, result, failed_rows, retry_later=retry_later)
-            continue
-        sha256 = sha256_hex(result.content)
-        info = inspect_image(result.content, max_pixels=client.policy.max_image_pixels)
-        for index, item in enumerate(items):
-            row, _ = writer.store_image(
-                product_id=item.product_id, data=result.content, content_type=info.content_type,
-                width=info.width, height=info.height, position=item.position, source_url=url,
-                sha256=sha256, reuse=by_sha.get(sha256), replace=failed_rows.get(item.image_id),
-            )  # fmt: skip
-            by_sha.setdefault(sha256, row)
-            outcome.counts["images_downloaded" if index == 0 else "images_reused"] += 1
-    return outcome
-
-
-def _fetch_image(client: GuardedClient, url: str) -> FetchResult | FetchError:
-    try:
-        return client.get(url, kind="image")
-    except FetchError as error:
-        return error
-
-
-def _record_failed_download(
-    writer: CatalogWriter,
-    outcome: DownloadOutcome,
-    items: list[ImageWork],
-    error: FetchError,
-    failed_rows: dict[Any, models.Model],
-    *,
-    retry_later: bool,
-) -> None:
-    if retry_later and error.retryable:
-        outcome.deferred += items
-        outcome.defer_s = max(outcome.defer_s, float(getattr(error, "retry_after_s", None) or 0.0))
-        return
-    for item in items:
-        row = writer.record_image_failure(
-            product_id=item.product_id, source_url=item.url, position=item.position,
-            reason=error.reason, replace=failed_rows.get(item.image_id),
-        )  # fmt: skip
-        outcome.counts["images_failed"] += 1
-        outcome.failures.append(
-            Failure(
-                source_ref=item.url,
-                reason=error.reason,
-                retry_url=item.url if len(item.url) <= 2000 else "",
-                external_id=item.external_id,
-                retryable=error.retryable,
-                image_id=row.pk if row is not None else None,
-            )
-        )
+# --- Image download tasks ----------------------------------------------------------------------------
 
 
 def fetch_images(*, job_id: int, work: list[ImageWork], attempt: int = 0) -> DownloadOutcome | None:
@@ -893,7 +822,9 @@ def fetch_images(*, job_id: int, work: list[ImageWork], attempt: int = 0) -> Dow
     writer = CatalogWriter(store=job.store)
     retry_later = attempt < int(app_setting("IMAGE_TASK_RETRIES"))
     with build_client() as client:
-        outcome = download_images(writer, client, work, retry_later=retry_later)
+        outcome = download_images(
+            writer, client, work, retry_later=retry_later, threads=int(app_setting("DOWNLOAD_THREADS"))
+        )
     ImportRowError.objects.bulk_create(
         [
             ImportRowError(

@@ -7,6 +7,7 @@ over (upserts make that safe).
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 from celery import shared_task
@@ -56,7 +57,5 @@ def fetch_images_task(job_id: int, items: list[list], attempt: int = 0) -> None:
 def retry_failed_rows_task(job_id: int) -> None:
     job = ImportJob.objects.select_related("store").filter(pk=job_id).first()
     if job is not None and job.is_finished:
-        try:
+        with contextlib.suppress(ValueError):  # asked twice: the first task is already at it
             retry_failed_rows(job, images="queue")
-        except ValueError:
-            pass  # asked twice: the first task is already at it

@@ -30,3 +30,25 @@ def similar_products(
         "source": result.source,
         "title": title,
     }
+
+
+@register.inclusion_tag("recommendations/_recommended_for_you.html", takes_context=True)
+def recommended_for_you(
+    context: template.Context, limit: int = 8, strategy: str | None = None, title: str | None = None
+) -> dict[str, Any]:
+    """``{% recommended_for_you limit=8 %}``: for the current shopper, the neighbours of what they bought,
+    or (without purchases) the products nearest to what they browsed; nothing for a new visitor.
+
+    Needs the ``request`` context processor. Renders ``recommendations/_recommended_for_you.html``.
+    """
+    from recommendations import interactions, personalisation
+
+    request = context.get("request")
+    shopper = interactions.shopper_for_request(request, create=False) if request is not None else None
+    result = personalisation.recommended_for_you(shopper=shopper, limit=int(limit), strategy=strategy)
+    default_title = "Inspired by your purchases" if result.basis == personalisation.PURCHASES else "Recommended for you"
+    return {
+        "cards": selectors.product_cards(result.items),
+        "basis": result.basis,
+        "title": title or default_title,
+    }

@@ -17,7 +17,9 @@ _slugs = itertools.count(1)
 def space(db):
     from recommendations.models import EmbeddingSpace
 
-    return EmbeddingSpace.objects.create(encoder="test", weights_id="t", dimensions=DIMENSIONS, state="active")
+    return EmbeddingSpace.objects.create(
+        encoder="test", weights_id="t", dimensions=DIMENSIONS, state="active"
+    )
 
 
 @pytest.fixture
@@ -28,7 +30,9 @@ def vector_product(store, space):
     def make(vector: np.ndarray, **kwargs):
         kwargs.setdefault("store", store)
         product = create_product(**kwargs)
-        ProductEmbedding.objects.create(space=space, product=product, vector=np.asarray(vector, dtype=np.float32))
+        ProductEmbedding.objects.create(
+            space=space, product=product, vector=np.asarray(vector, dtype=np.float32)
+        )
         return product
 
     return make

@@ -8,7 +8,9 @@ import numpy as np
 
 DIMENSIONS = 4
 # A desktop browser: the bot filter ignores the empty user agent of the test client.
-BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+BROWSER_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+)
 
 
 def unit(*values: float) -> np.ndarray:
@@ -37,4 +39,3 @@ def shown_product_ids(response) -> list[int]:
     html = response.content.decode()
     grid = html[html.index('class="product-grid campaign-grid"') :]
     return [int(pk) for pk in re.findall(r'<article class="product-card" data-product-id="(\d+)"', grid)]
-

@@ -50,32 +50,53 @@ def read_file(field_file) -> bytes:
 
 
 def campaign_form(**overrides) -> dict:
+    empty = ["fallback_url", "store", "min_price", "max_price", "excluded_products", "headline", "intro"]
     data = {
-        "name": "Summer polos", "slug": "summer-polos", "status": "draft", "fallback_url": "", "store": "",
-        "min_price": "", "max_price": "", "in_stock_only": "on", "product_count": "24", "excluded_products": "",
-        "headline": "", "intro": "", "columns": "4", "show_prices": "on", "control_share_pct": "0",
-        "control_kind": "category", "control_category": "",
-    }  # fmt: skip
+        **dict.fromkeys(empty, ""),
+        "name": "Summer polos",
+        "slug": "summer-polos",
+        "status": "draft",
+        "in_stock_only": "on",
+        "product_count": "24",
+        "columns": "4",
+        "show_prices": "on",
+        "control_share_pct": "0",
+        "control_kind": "category",
+        "control_category": "",
+    }
     for prefix in ("creatives", "pins", "control_picks"):
-        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0",
-                     f"{prefix}-MIN_NUM_FORMS": "0", f"{prefix}-MAX_NUM_FORMS": "1000"})  # fmt: skip
+        for name, value in (("TOTAL", "0"), ("INITIAL", "0"), ("MIN_NUM", "0"), ("MAX_NUM", "1000")):
+            data[f"{prefix}-{name}_FORMS"] = value
     data.update(overrides)
     return data
 
 
 def creative_form(campaign: Campaign, **overrides) -> dict:
-    return {"campaign": campaign.pk, "name": "Ad one", "slug": "", "position": "0", "image_url": "", "headline": "",
-            **overrides}  # fmt: skip
+    base = {
+        "campaign": campaign.pk,
+        "name": "Ad one",
+        "slug": "",
+        "position": "0",
+        "image_url": "",
+        "headline": "",
+    }
+    return {**base, **overrides}
 
 
 def test_marketing_group_can_create_campaigns_with_creatives_and_read_reports(marketer, store):
     assert marketer.get("/admin/campaigns/campaign/").status_code == 200
     assert marketer.get("/admin/campaigns/campaign/add/").status_code == 200
-    data = campaign_form(**{
-        "creatives-TOTAL_FORMS": "1", "creatives-0-name": "Orange polo", "creatives-0-slug": "",
-        "creatives-0-position": "0", "creatives-0-image_url": "", "creatives-0-headline": "",
-        "creatives-0-image": SimpleUploadedFile("orange.jpg", AD_JPEG, "image/jpeg"),
-    })  # fmt: skip
+    data = campaign_form(
+        **{
+            "creatives-TOTAL_FORMS": "1",
+            "creatives-0-name": "Orange polo",
+            "creatives-0-slug": "",
+            "creatives-0-position": "0",
+            "creatives-0-image_url": "",
+            "creatives-0-headline": "",
+            "creatives-0-image": SimpleUploadedFile("orange.jpg", AD_JPEG, "image/jpeg"),
+        }
+    )
     response = marketer.post("/admin/campaigns/campaign/add/", data)
     assert response.status_code == 302, response.content.decode()[-3000:]
     campaign = Campaign.objects.get(slug="summer-polos")
@@ -98,7 +119,9 @@ def test_marketing_group_cannot_change_products_stores_imports_or_users(marketer
     page = marketer.get(f"/admin/shop/product/{product.pk}/change/")
     assert page.status_code == 200 and 'name="title"' not in page.content.decode()  # read-only view
     # ... changing is not.
-    change = marketer.post(f"/admin/shop/product/{product.pk}/change/", {"title": "Hacked", "store": store.pk})
+    change = marketer.post(
+        f"/admin/shop/product/{product.pk}/change/", {"title": "Hacked", "store": store.pk}
+    )
     assert change.status_code == 403
     product.refresh_from_db()
     assert product.title == "Polo"
@@ -123,7 +146,9 @@ def test_staff_outside_the_marketing_group_cannot_use_campaigns(plain_staff, cam
 
 def test_a_file_that_is_not_an_image_is_a_clear_form_error(admin_client, campaign):
     upload = SimpleUploadedFile("ad.jpg", b"<html>not an image</html>", "image/jpeg")
-    response = admin_client.post("/admin/campaigns/creative/add/", {**creative_form(campaign), "image": upload})
+    response = admin_client.post(
+        "/admin/campaigns/creative/add/", {**creative_form(campaign), "image": upload}
+    )
     assert response.status_code == 200
     assert "This is not a usable image: not an image" in response.content.decode()
     assert not Creative.objects.exists()
@@ -131,7 +156,9 @@ def test_a_file_that_is_not_an_image_is_a_clear_form_error(admin_client, campaig
 
 def test_a_truncated_image_is_a_clear_form_error(admin_client, campaign):
     upload = SimpleUploadedFile("ad.jpg", AD_JPEG[: len(AD_JPEG) // 2], "image/jpeg")
-    response = admin_client.post("/admin/campaigns/creative/add/", {**creative_form(campaign), "image": upload})
+    response = admin_client.post(
+        "/admin/campaigns/creative/add/", {**creative_form(campaign), "image": upload}
+    )
     assert response.status_code == 200
     assert "corrupt or truncated" in response.content.decode()
 
@@ -140,7 +167,9 @@ def test_a_file_over_the_size_limit_is_a_clear_form_error(admin_client, campaign
     settings.CAMPAIGNS = {"CREATIVE_MAX_BYTES": 1_000_000}
     big = jpeg_bytes((10, 10, 10), 64) + b"\0" * 1_200_000  # a valid JPEG followed by padding
     upload = SimpleUploadedFile("huge.jpg", big, "image/jpeg")
-    response = admin_client.post("/admin/campaigns/creative/add/", {**creative_form(campaign), "image": upload})
+    response = admin_client.post(
+        "/admin/campaigns/creative/add/", {**creative_form(campaign), "image": upload}
+    )
     assert response.status_code == 200
     assert "The file is 1.2 MB; creatives may be at most 1 MB." in response.content.decode()
     assert not Creative.objects.exists()
@@ -177,7 +206,9 @@ def ad_server() -> Iterator[str]:
     server.server_close()
 
 
-def test_a_creative_from_a_url_is_fetched_through_the_guarded_client(admin_client, campaign, ad_server, settings):
+def test_a_creative_from_a_url_is_fetched_through_the_guarded_client(
+    admin_client, campaign, ad_server, settings
+):
     settings.CAMPAIGNS = {"FETCH_ALLOW_HOSTS": ["127.0.0.1"]}
     response = admin_client.post(
         "/admin/campaigns/creative/add/", creative_form(campaign, image_url=f"{ad_server}/ad.jpg")
@@ -187,10 +218,13 @@ def test_a_creative_from_a_url_is_fetched_through_the_guarded_client(admin_clien
     assert read_file(creative.image) == AD_JPEG and creative.sha256 and creative.slug == "ad-one"
 
     fake = admin_client.post(
-        "/admin/campaigns/creative/add/", creative_form(campaign, name="Two", image_url=f"{ad_server}/fake.jpg")
+        "/admin/campaigns/creative/add/",
+        creative_form(campaign, name="Two", image_url=f"{ad_server}/fake.jpg"),
     )
     assert fake.status_code == 200
-    assert "The image could not be fetched: expected an image but the body is not one" in fake.content.decode()
+    assert (
+        "The image could not be fetched: expected an image but the body is not one" in fake.content.decode()
+    )
 
 
 def test_private_addresses_are_refused_for_creative_urls(admin_client, campaign, ad_server):
@@ -202,7 +236,9 @@ def test_private_addresses_are_refused_for_creative_urls(admin_client, campaign,
     assert not Creative.objects.exists()
 
 
-def test_bulk_zip_upload_creates_one_campaign_per_image(admin_client, store, django_capture_on_commit_callbacks):
+def test_bulk_zip_upload_creates_one_campaign_per_image(
+    admin_client, store, django_capture_on_commit_callbacks
+):
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("summer/orange-polo.jpg", AD_JPEG)
@@ -213,7 +249,13 @@ def test_bulk_zip_upload_creates_one_campaign_per_image(admin_client, store, dja
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = admin_client.post(
             "/admin/campaigns/campaign/bulk-upload/",
-            {"archive": upload, "store": store.pk, "product_count": "12", "in_stock_only": "on", "status": "draft"},
+            {
+                "archive": upload,
+                "store": store.pk,
+                "product_count": "12",
+                "in_stock_only": "on",
+                "status": "draft",
+            },
             follow=True,
         )
     assert response.status_code == 200
@@ -232,6 +274,7 @@ def test_bulk_zip_upload_creates_one_campaign_per_image(admin_client, store, dja
 def test_bulk_upload_refuses_what_is_not_a_zip(admin_client):
     upload = SimpleUploadedFile("ads.zip", b"PK but not really", "application/zip")
     response = admin_client.post(
-        "/admin/campaigns/campaign/bulk-upload/", {"archive": upload, "product_count": "12", "status": "draft"}
+        "/admin/campaigns/campaign/bulk-upload/",
+        {"archive": upload, "product_count": "12", "status": "draft"},
     )
     assert response.status_code == 200 and "not a readable ZIP archive" in response.content.decode()

@@ -10,11 +10,13 @@ from tests.campaigns.helpers import BROWSER_UA, unit
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_landing_page_click_is_counted_and_keeps_the_ad_parameters(browser, live_server, vector_product, live_campaign):
+def test_landing_page_click_is_counted_and_keeps_the_ad_parameters(
+    browser, live_server, vector_product, live_campaign
+):
     polo = vector_product(unit(1, 0, 0, 0), title="Orange polo")
     vector_product(unit(0, 1, 0, 0), title="Navy shorts")
     campaign = live_campaign(unit(1, 0, 0, 0), headline="Polos that look like the ad")
-    # A headless browser announces itself as HeadlessChrome, which the bot filter ignores; a shopper's does not.
+    # A headless browser says "HeadlessChrome", which the bot filter ignores; a shopper's browser does not.
     context = browser.new_context(user_agent=BROWSER_UA)
     page = context.new_page()
     try:
@@ -27,7 +29,10 @@ def test_landing_page_click_is_counted_and_keeps_the_ad_parameters(browser, live
         with page.expect_navigation():
             cards.first.locator("a").click()
 
-        assert page.url == f"{live_server.url}/products/{polo.pk}/?utm_source=meta&utm_campaign=summer&fbclid=IwAR0"
+        assert (
+            page.url
+            == f"{live_server.url}/products/{polo.pk}/?utm_source=meta&utm_campaign=summer&fbclid=IwAR0"
+        )
         assert page.locator("h1").inner_text() == "Orange polo"
     finally:
         context.close()

@@ -10,14 +10,13 @@ import re
 import time
 from collections import defaultdict
 
-import numpy as np
 import pytest
 from django.test import Client
 
 from campaigns.models import Campaign, Creative
 from campaigns.services import save_creative
 from recommendations.conf import app_setting
-from recommendations.models import EmbeddingSpace, ProductEmbedding
+from recommendations.models import ProductEmbedding
 from tests.campaigns.helpers import BROWSER_UA, shown_product_ids
 from tests.factories import add_image, create_product
 
@@ -38,26 +37,10 @@ def photos_by_handle(data_dir) -> dict[str, dict[str, str]]:
     return shots
 
 
-def embed_catalog(products_and_photos, encoder) -> EmbeddingSpace:
-    """The active space and product vectors, made with the configured encoder (as the embedding pipeline
-    would): the worker then embeds the creative with the same encoder."""
-    from recommendations.imaging import load_image
-
-    space = EmbeddingSpace.objects.create(
-        encoder=app_setting("ENCODER"), weights_id=encoder.weights_id, dimensions=encoder.dimensions, state="active"
-    )
-    vectors = encoder.embed([load_image(data) for _, data in products_and_photos])
-    ProductEmbedding.objects.bulk_create(
-        ProductEmbedding(space=space, product=product, vector=np.asarray(vector))
-        for (product, _), vector in zip(products_and_photos, vectors, strict=True)
-    )
-    return space
-
-
 def test_creative_is_embedded_by_a_worker_and_its_landing_page_shows_the_same_product(
     celery_worker, data_dir, store
 ):
-    from recommendations.encoders import get_encoder
+    from recommendations.services import embed_images, prepare_space
 
     images = data_dir / "psychobunny" / "images"
     shots = photos_by_handle(data_dir)
@@ -65,14 +48,15 @@ def test_creative_is_embedded_by_a_worker_and_its_landing_page_shows_the_same_pr
     others = sorted(handle for handle in shots if handle != HANDLE)
     distractor_files = [min(shots[h].values()) for h in random.Random(2024).sample(others, DISTRACTORS)]
 
-    catalog = []  # (product, photo bytes)
+    image_ids = []
     same_product_in_stock, same_product_sold_out = [], None
     for shot in ("1", "2", "3", "4", "F2"):
         data = (images / target[shot]).read_bytes()
         in_stock = shot != "3"  # a sold-out photo that would otherwise be on the page
-        product = create_product(store=store, title=f"Bennett swim shorts {shot}", image=None, in_stock=in_stock)
-        add_image(product, data, name=target[shot])
-        catalog.append((product, data))
+        product = create_product(
+            store=store, title=f"Bennett swim shorts {shot}", image=None, in_stock=in_stock
+        )
+        image_ids.append(add_image(product, data, name=target[shot]).pk)
         if in_stock:
             same_product_in_stock.append(product.pk)
         else:
@@ -80,22 +64,26 @@ def test_creative_is_embedded_by_a_worker_and_its_landing_page_shows_the_same_pr
     for name in distractor_files:
         data = (images / name).read_bytes()
         product = create_product(store=store, title=f"Other {name}", image=None)
-        add_image(product, data, name=name)
-        catalog.append((product, data))
-    encoder = get_encoder(app_setting("ENCODER"), app_setting("WEIGHTS"), "cpu")
-    embed_catalog(catalog, encoder)
+        image_ids.append(add_image(product, data, name=name).pk)
+    # The embedding pipeline, in this process: the first space of the configured encoder becomes active.
+    space = prepare_space(app_setting("ENCODER"), app_setting("WEIGHTS"))
+    report = embed_images(image_ids, space=space)
+    assert space.state == "active" and not report.failed
+    assert ProductEmbedding.objects.filter(space=space).count() == len(image_ids)
 
-    campaign = Campaign.objects.create(name="Swim shorts", slug="swim", status=Campaign.Status.LIVE, product_count=8)
+    campaign = Campaign.objects.create(
+        name="Swim shorts", slug="swim", status=Campaign.Status.LIVE, product_count=8
+    )
     creative = save_creative(
         creative=Creative(campaign=campaign, name="Amber swim shorts ad", slug="amber"),
         image_data=(images / target[CREATIVE_SHOT]).read_bytes(),
     )
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300  # the worker builds its encoder first
     while creative.embedding_status == Creative.EmbeddingStatus.PENDING and time.monotonic() < deadline:
         time.sleep(0.5)
         creative.refresh_from_db()
     assert creative.embedding_status == Creative.EmbeddingStatus.READY, creative.embedding_error
-    assert creative.space.state == "active" and len(creative.vector) == encoder.dimensions
+    assert creative.space_id == space.pk and len(creative.vector) == space.dimensions
 
     response = Client(headers={"user-agent": BROWSER_UA}).get("/c/swim/")
     assert 'data-variant="visual"' in response.content.decode()

@@ -21,7 +21,9 @@ def shopper() -> Client:
 
 
 def click_link(campaign: Campaign, product, **params: str) -> str:
-    query = "&".join([f"cr={campaign.creatives.get().pk}", "v=visual", *(f"{k}={v}" for k, v in params.items())])
+    query = "&".join(
+        [f"cr={campaign.creatives.get().pk}", "v=visual", *(f"{k}={v}" for k, v in params.items())]
+    )
     return f"/c/{campaign.slug}/go/{product.pk}/?{query}"
 
 
@@ -47,7 +49,9 @@ def test_bots_are_not_counted(vector_product, live_campaign):
     vector_product(unit(1, 0, 0, 0))
     campaign = live_campaign()
     product = vector_product(unit(0, 1, 0, 0))
-    googlebot = Client(headers={"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"})
+    googlebot = Client(
+        headers={"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}
+    )
     assert googlebot.get(f"/c/{campaign.slug}/").status_code == 200
     assert googlebot.get(click_link(campaign, product)).status_code == 302
     assert Client().get(f"/c/{campaign.slug}/").status_code == 200  # no user agent at all
@@ -76,7 +80,9 @@ def test_clicks_are_attributed_and_de_duplicated(vector_product, live_campaign):
     assert "lk_attr" in client.cookies
 
 
-def test_conversions_reported_by_the_store_are_attributed_to_the_click(vector_product, live_campaign, settings):
+def test_conversions_reported_by_the_store_are_attributed_to_the_click(
+    vector_product, live_campaign, settings
+):
     # Product links go to the source store's pages (another host) instead of the bundled storefront.
     settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "CATALOG_FIELDS": {"url": "url"}}
     product = vector_product(unit(1, 0, 0, 0), title="Polo")
@@ -97,10 +103,13 @@ def test_conversions_reported_by_the_store_are_attributed_to_the_click(vector_pr
     assert added.status_code == 201 and added.json() == {"recorded": True}
     again = post_event(store_server, {"token": token, "kind": "add_to_cart", "product_id": product.pk})
     assert again.status_code == 200 and again.json() == {"recorded": False}
-    bought = post_event(store_server, {"token": token, "kind": "purchase", "product_id": product.pk, "order_id": "A1"})
+    bought = post_event(
+        store_server, {"token": token, "kind": "purchase", "product_id": product.pk, "order_id": "A1"}
+    )
     assert bought.status_code == 201
-    second_order = post_event(store_server, {"token": token, "kind": "purchase", "product_id": product.pk,
-                                             "order_id": "A2"})  # fmt: skip
+    second_order = post_event(
+        store_server, {"token": token, "kind": "purchase", "product_id": product.pk, "order_id": "A2"}
+    )
     assert second_order.json() == {"recorded": True}  # a different order is a different purchase
 
     conversions = CampaignEvent.objects.exclude(kind__in=["impression", "click"]).order_by("pk")
@@ -115,12 +124,16 @@ def test_event_endpoint_refuses_bad_requests(vector_product, live_campaign, sett
     product = vector_product(unit(1, 0, 0, 0))
     campaign = live_campaign()
     token = make_attribution_token(
-        Attribution(campaign_id=campaign.pk, creative_id=None, variant="visual", session_key=new_session_key())
+        Attribution(
+            campaign_id=campaign.pk, creative_id=None, variant="visual", session_key=new_session_key()
+        )
     )
     client = Client()
     assert post_event(client, {"token": token + "x", "kind": "purchase"}).status_code == 403
     assert post_event(client, {"token": token, "kind": "refund"}).status_code == 400
-    assert post_event(client, {"token": token, "kind": "purchase", "product_id": "12; drop"}).status_code == 400
+    assert (
+        post_event(client, {"token": token, "kind": "purchase", "product_id": "12; drop"}).status_code == 400
+    )
     assert post_event(client, {"token": token, "kind": "purchase", "product_id": 10**9}).status_code == 400
     assert client.post("/c/events/", data="{not json", content_type="application/json").status_code == 400
     assert client.post("/c/events/", data="x" * 5000, content_type="text/plain").status_code == 413
@@ -129,8 +142,8 @@ def test_event_endpoint_refuses_bad_requests(vector_product, live_campaign, sett
     assert not CampaignEvent.objects.exists()
 
     # text/plain, as navigator.sendBeacon sends it, is accepted.
-    beacon = client.post("/c/events/", data=json.dumps({"token": token, "kind": "purchase", "product_id": product.pk}),
-                         content_type="text/plain")  # fmt: skip
+    body = json.dumps({"token": token, "kind": "purchase", "product_id": product.pk})
+    beacon = client.post("/c/events/", data=body, content_type="text/plain")
     assert beacon.status_code == 201
 
     settings.CAMPAIGNS = {"ATTRIBUTION_MAX_AGE_S": -1}
@@ -144,7 +157,9 @@ def test_template_tag_records_conversions_for_shoppers_from_a_campaign(vector_pr
     client = shopper()
     client.get(f"/c/{campaign.slug}/")
     client.get(click_link(campaign, product))
-    template = Template("{% load campaign_tags %}{% campaign_event 'add_to_cart' product %}[{% campaign_token %}]")
+    template = Template(
+        "{% load campaign_tags %}{% campaign_event 'add_to_cart' product %}[{% campaign_token %}]"
+    )
 
     request = RequestFactory(headers={"user-agent": BROWSER_UA}).get("/cart/")
     request.COOKIES = {name: morsel.value for name, morsel in client.cookies.items()}
@@ -160,7 +175,9 @@ def test_template_tag_records_conversions_for_shoppers_from_a_campaign(vector_pr
     assert CampaignEvent.objects.filter(kind="add_to_cart").count() == 1
 
 
-def test_clicks_on_a_campaign_that_is_not_running_still_redirect_but_are_not_counted(vector_product, live_campaign):
+def test_clicks_on_a_campaign_that_is_not_running_still_redirect_but_are_not_counted(
+    vector_product, live_campaign
+):
     product = vector_product(unit(1, 0, 0, 0))
     campaign = live_campaign(status=Campaign.Status.DRAFT)
     response = shopper().get(click_link(campaign, product))

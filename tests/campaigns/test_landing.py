@@ -22,7 +22,9 @@ def shopper() -> Client:
     return Client(headers={"user-agent": BROWSER_UA})
 
 
-def test_nearest_in_stock_products_with_pins_first_and_exclusions_never(vector_product, live_campaign, shopper):
+def test_nearest_in_stock_products_with_pins_first_and_exclusions_never(
+    vector_product, live_campaign, shopper
+):
     near = vector_product(unit(1, 0, 0, 0), title="Near")
     close = vector_product(unit(0.9, 0.2, 0, 0), title="Close")
     far = vector_product(unit(0, 1, 0, 0), title="Far")
@@ -68,7 +70,8 @@ def test_utm_parameters_and_click_ids_travel_to_the_product_page(vector_product,
 
     response = shopper.get(f"/c/{campaign.slug}/?utm_source=google&utm_campaign=polo&gclid=Cj0&email=a@b.c")
     html = response.content.decode()
-    link = f"/c/{campaign.slug}/go/{product.pk}/?cr={campaign.creatives.get().pk}&amp;v=visual&amp;utm_source=google"
+    creative = campaign.creatives.get()
+    link = f"/c/{campaign.slug}/go/{product.pk}/?cr={creative.pk}&amp;v=visual&amp;utm_source=google"
     assert link in html
     assert "gclid=Cj0" in html and "email" not in html
 
@@ -81,8 +84,10 @@ def test_each_creative_has_its_own_landing_page(vector_product, live_campaign, s
     red = vector_product(unit(1, 0, 0, 0))
     blue = vector_product(unit(0, 1, 0, 0))
     campaign = live_campaign(unit(1, 0, 0, 0), product_count=1)
-    second = save_creative(creative=Creative(campaign=campaign, name="Blue ad", slug="blue", position=1),
-                           image_data=jpeg_bytes((0, 0, 250), 80))  # fmt: skip
+    second = save_creative(
+        creative=Creative(campaign=campaign, name="Blue ad", slug="blue", position=1),
+        image_data=jpeg_bytes((0, 0, 250), 80),
+    )
     embed_as(second, unit(0, 1, 0, 0), space)
 
     assert shown_product_ids(shopper.get(f"/c/{campaign.slug}/")) == [red.pk]
@@ -174,7 +179,9 @@ def test_creative_without_a_vector_in_the_active_space_gets_the_fallback_and_is_
     assert CampaignEvent.objects.get(kind="impression").variant == "fallback"
 
 
-def test_control_variant_shows_the_picked_list_or_the_category_listing(vector_product, live_campaign, shopper):
+def test_control_variant_shows_the_picked_list_or_the_category_listing(
+    vector_product, live_campaign, shopper
+):
     from shop.models import Category
 
     shirts = Category.from_path(["Shirts"])
@@ -212,7 +219,9 @@ def test_ended_campaign_redirects_to_its_fallback_keeping_utm(live_campaign, sho
     assert shopper.get(f"/c/{past.slug}/")["Location"] == "/"
 
 
-def test_draft_is_hidden_from_shoppers_and_previewed_by_staff(vector_product, live_campaign, shopper, admin_client):
+def test_draft_is_hidden_from_shoppers_and_previewed_by_staff(
+    vector_product, live_campaign, shopper, admin_client
+):
     vector_product(unit(1, 0, 0, 0))
     campaign = live_campaign(status=Campaign.Status.DRAFT)
     assert shopper.get(f"/c/{campaign.slug}/").status_code == 404

@@ -19,14 +19,20 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def campaign_with_events(vector_product, live_campaign):
-    """A hand-made history (see the table in the test) for one creative with an A/B split."""
+    """A hand-made history (described in the comments) of one creative with an A/B split."""
     polo, shirt = vector_product(unit(1, 0, 0, 0)), vector_product(unit(0, 1, 0, 0))
     campaign = live_campaign(control_share_pct=50, control_kind="products")
     creative = campaign.creatives.get()
 
     def add(session: str, variant: str, kind: str, product=None) -> None:
-        CampaignEvent.objects.create(campaign=campaign, creative=creative, variant=variant, kind=kind,
-                                     session_key=session, product=product)  # fmt: skip
+        CampaignEvent.objects.create(
+            campaign=campaign,
+            creative=creative,
+            variant=variant,
+            kind=kind,
+            session_key=session,
+            product=product,
+        )
 
     # visual: 4 visitors (s1..s4); s1 clicks twice, adds to cart and buys; s2 clicks; s4 came back later.
     for session in ("s1", "s2", "s3", "s4", "s4"):
@@ -56,7 +62,9 @@ def test_report_arithmetic_matches_the_hand_computed_case(campaign_with_events):
     assert (visual.ctr.low, visual.ctr.high) == pytest.approx(wilson_interval(2, 4))
     # Wilson 2/4 by hand: centre (0.5 + 1.96²/8) / (1 + 1.96²/4) = 0.980183 / 1.960365 = 0.5;
     # half width 1.96 * sqrt(0.0625 + 1.96²/64) / 1.960365 = 0.349960 → 0.1500 .. 0.8500.
-    assert visual.ctr.low == pytest.approx(0.150, abs=1e-3) and visual.ctr.high == pytest.approx(0.850, abs=1e-3)
+    assert visual.ctr.low == pytest.approx(0.150, abs=1e-3) and visual.ctr.high == pytest.approx(
+        0.850, abs=1e-3
+    )
 
     assert (control.visitors, control.impressions, control.clicks) == (2, 2, 1)
     assert (control.ctr.successes, control.ctr.trials) == (1, 2)
@@ -90,13 +98,23 @@ def test_report_page_and_csv_in_the_admin(campaign_with_events, admin_client):
 
 def test_campaign_wide_lift_pools_the_creatives(campaign_with_events):
     campaign = campaign_with_events
-    second = save_creative(creative=Creative(campaign=campaign, name="Second", slug="second"),
-                           image_data=jpeg_bytes((0, 200, 0), 64))  # fmt: skip
-    for session, variant, kind in [("t1", "visual", "impression"), ("t1", "visual", "click"),
-                                   ("t2", "control", "impression"), ("t2", "control", "click")]:  # fmt: skip
-        CampaignEvent.objects.create(campaign=campaign, creative=second, variant=variant, kind=kind, session_key=session)
+    second = save_creative(
+        creative=Creative(campaign=campaign, name="Second", slug="second"),
+        image_data=jpeg_bytes((0, 200, 0), 64),
+    )
+    for session, variant, kind in [
+        ("t1", "visual", "impression"),
+        ("t1", "visual", "click"),
+        ("t2", "control", "impression"),
+        ("t2", "control", "click"),
+    ]:
+        CampaignEvent.objects.create(
+            campaign=campaign, creative=second, variant=variant, kind=kind, session_key=session
+        )
 
-    overall = [row for row in campaign_report(campaign=campaign).lifts if row.creative_name == "All creatives"]
+    overall = [
+        row for row in campaign_report(campaign=campaign).lifts if row.creative_name == "All creatives"
+    ]
     ctr = next(row for row in overall if row.metric == "CTR")
     assert (ctr.visual.successes, ctr.visual.trials) == (3, 5)
     assert (ctr.control.successes, ctr.control.trials) == (2, 3)
@@ -107,8 +125,10 @@ def test_recommended_product_urls_export(vector_product, live_campaign, admin_cl
     near = vector_product(unit(1, 0, 0, 0), title="Near one")
     vector_product(unit(0, 1, 0, 0), title="Far one")
     campaign = live_campaign(product_count=1)
-    pending = save_creative(creative=Creative(campaign=campaign, name="Not embedded", slug="later"),
-                            image_data=jpeg_bytes((9, 9, 9), 64))  # fmt: skip
+    pending = save_creative(
+        creative=Creative(campaign=campaign, name="Not embedded", slug="later"),
+        image_data=jpeg_bytes((9, 9, 9), 64),
+    )
 
     response = admin_client.post(
         "/admin/campaigns/campaign/",

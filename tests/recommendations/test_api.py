@@ -238,3 +238,63 @@ def test_vectors_survive_the_round_trip_to_json(client, catalog):
         other = vectors[item["id"]]
         cosine = float(query @ other / np.linalg.norm(query) / np.linalg.norm(other))
         assert item["score"] == pytest.approx(cosine, abs=2e-3)
+
+
+def distinct_photos(count: int) -> list[bytes]:
+    """Photos that an image model tells apart: different colours, sizes and placements of a shape."""
+    photos = []
+    for i in range(count):
+        image = Image.new("RGB", (160, 160), (250, 250, 250))
+        colour = ((70 * i) % 256, (150 + 40 * i) % 256, (230 - 50 * i) % 256)
+        box = (10 + 12 * i, 20 + 7 * i, 80 + 10 * i, 150 - 5 * i)
+        image.paste(colour, box)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=92)
+        photos.append(buffer.getvalue())
+    return photos
+
+
+@pytest.fixture
+def embedded_catalog(store):
+    """Six products whose photos went through the real embedding pipeline (efficientnet_lite0)."""
+    from recommendations import services
+    from recommendations.conf import app_setting
+    from tests.factories import create_product
+
+    photos = distinct_photos(6)
+    products = [
+        create_product(store=store, title=f"Printed tee {i}", image=photo) for i, photo in enumerate(photos)
+    ]
+    space = services.prepare_space(app_setting("ENCODER"), app_setting("WEIGHTS"))
+    images = [product.images.get() for product in products]
+    report = services.embed_images([image.pk for image in images], space=space)
+    assert report.embedded == 6
+    return products, photos
+
+
+def test_image_search_finds_the_product_in_the_photo(client, embedded_catalog):
+    products, photos = embedded_catalog
+    response = upload(client, photos[3], limit="3")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["product"] is None and body["source"] in ("index", "exact") and body["count"] == 3
+    assert body["results"][0]["id"] == products[3].pk and body["results"][0]["score"] > 0.99
+    assert body["space"]["encoder"] == "efficientnet_lite0"
+
+    # Checked by content: the same picture as a PNG called "notes.txt", declared text/plain, is accepted.
+    png = io.BytesIO()
+    Image.open(io.BytesIO(photos[2])).save(png, "PNG")
+    response = upload(client, png.getvalue(), name="notes.txt", content_type="text/plain")
+    assert response.status_code == 200 and response.json()["results"][0]["id"] == products[2].pk
+
+    # A JPEG whose header is fine but whose data stops half-way cannot be embedded.
+    response = upload(client, photos[1][: len(photos[1]) // 2])
+    assert response.status_code == 400 and "cannot be read" in response.json()["detail"]
+
+    # Filters apply to image search too.
+    products[3].in_stock = False
+    products[3].save()
+    response = upload(client, photos[3], limit="3")
+    assert products[3].pk not in [item["id"] for item in response.json()["results"]]
+    response = upload(client, photos[3], limit="3", in_stock="false")
+    assert response.json()["results"][0]["id"] == products[3].pk

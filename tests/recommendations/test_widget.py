@@ -97,3 +97,37 @@ def test_search_by_photo_page_points_at_the_api(client):
         'action="/api/search/by-image/"' in html and 'name="image"' in html and "csrfmiddlewaretoken" in html
     )
     assert "csrftoken" in response.cookies
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_search_by_photo_page_in_a_browser(live_server, page, store, tmp_path):
+    from recommendations import services
+    from recommendations.conf import app_setting
+    from tests.factories import create_product
+
+    colours = [(200, 30, 30), (30, 160, 60), (40, 60, 200), (230, 200, 40)]
+    products = [
+        create_product(store=store, title=f"Cushion {i}", image=jpeg_bytes(colour, 128))
+        for i, colour in enumerate(colours)
+    ]
+    space = services.prepare_space(app_setting("ENCODER"), app_setting("WEIGHTS"))
+    services.embed_images([p.images.get().pk for p in products], space=space)
+    photo = tmp_path / "my-photo.jpg"
+    photo.write_bytes(jpeg_bytes(colours[2], 128))
+
+    page.goto(live_server.url + reverse("recommendations:search-by-photo"))
+    page.set_input_files("#photo-search-image", str(photo))
+    page.click("button[type=submit]")
+    page.wait_for_selector("#photo-search-results .similar-product")
+    first = page.locator("#photo-search-results .similar-product").first
+    assert first.get_attribute("data-product-id") == str(products[2].pk)
+    assert "Cushion 2" in first.inner_text()
+    assert "similar products" in page.inner_text("#photo-search-status")
+
+    page.set_input_files(
+        "#photo-search-image", {"name": "x.jpg", "mimeType": "image/jpeg", "buffer": b"no photo"}
+    )
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('photo-search-status').textContent.includes('JPEG')")
+    assert page.locator("#photo-search-results .similar-product").count() == 0

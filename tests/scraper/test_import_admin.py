@@ -131,7 +131,9 @@ def test_zip_of_photos_imports_one_product_per_photo_safely(
         ({"source_url": "https://shop.example/", "kind": "image_folder"}, "uploaded ZIP"),
     ],
 )
-def test_the_form_refuses_what_cannot_be_imported(admin_client, shop: Store, fields: dict, message: str) -> None:
+def test_the_form_refuses_what_cannot_be_imported(
+    admin_client, shop: Store, fields: dict, message: str
+) -> None:
     response = admin_client.post(ADD_URL, {"store": shop.pk, "kind": "auto", **fields})
     assert response.status_code == 200
     assert message in response.content.decode()
@@ -144,7 +146,9 @@ def test_a_shopify_kind_needs_a_url(admin_client, shop: Store) -> None:
     assert "imported from its URL" in response.content.decode()
 
 
-def test_cancel_button_and_retry_action(admin_client, shop: Store, django_capture_on_commit_callbacks) -> None:
+def test_cancel_button_and_retry_action(
+    admin_client, shop: Store, django_capture_on_commit_callbacks
+) -> None:
     queued = ImportJob.objects.create(store=shop, kind="csv", source_url="https://admin-store.example/a.csv")
     response = admin_client.post(reverse("admin:scraper_importjob_cancel", args=[queued.pk]))
     assert response.status_code == 302
@@ -172,5 +176,7 @@ def test_the_job_page_is_read_only(admin_client, shop: Store) -> None:
     job = ImportJob.objects.create(store=shop, kind="csv", source_url="https://admin-store.example/a.csv")
     page = admin_client.get(reverse("admin:scraper_importjob_change", args=[job.pk])).content.decode()
     assert 'name="_save"' not in page
-    response = admin_client.post(reverse("admin:scraper_importjob_change", args=[job.pk]), {"kind": "shopify"})
+    response = admin_client.post(
+        reverse("admin:scraper_importjob_change", args=[job.pk]), {"kind": "shopify"}
+    )
     assert response.status_code == 403

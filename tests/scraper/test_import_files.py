@@ -20,7 +20,10 @@ def test_demo_catalog_csv_with_photos_beside_it_imports_with_the_command(tmp_pat
     call_command("import_catalog", str(csv_path), "--store", "Demo", "--sync", "--no-progress")
 
     job = ImportJob.objects.get()
-    assert job.status == ImportJob.Status.SUCCEEDED, (job.message, list(job.errors.values_list("reason", flat=True)))
+    assert job.status == ImportJob.Status.SUCCEEDED, (
+        job.message,
+        list(job.errors.values_list("reason", flat=True)),
+    )
     store = Store.objects.get(name="Demo")
     assert store.products.count() == 12
     for record in demo:
@@ -31,3 +34,20 @@ def test_demo_catalog_csv_with_photos_beside_it_imports_with_the_command(tmp_pat
         images = list(product.images.order_by("position"))
         assert [image.status for image in images] == [ProductImage.Status.STORED] * len(record.images)
         assert [image.image.read() for image in images] == [image.draw() for image in record.images]
+
+
+@pytest.mark.django_db
+def test_a_row_the_database_refuses_costs_only_that_row(tmp_path: Path) -> None:
+    too_long = "Very " * 60  # a category name over the catalog's 200 characters
+    csv_path = tmp_path / "catalog.csv"
+    rows = ["id,title,category", "A,First,Tops", f"B,Second,{too_long}", "C,Third,Tops > Shirts"]
+    csv_path.write_text("\n".join(rows) + "\n")
+
+    call_command("import_catalog", str(csv_path), "--store", "Refusals", "--sync", "--no-progress")
+
+    job = ImportJob.objects.get()
+    assert (job.status, job.created, job.failed) == (ImportJob.Status.PARTIAL, 2, 1)
+    error = job.errors.get()
+    assert (error.source_ref, error.external_id) == ("row 3", "B")
+    assert error.reason.startswith("not saved:")
+    assert sorted(Product.objects.values_list("external_id", "category__name")) == [("A", "Tops"), ("C", "Shirts")]

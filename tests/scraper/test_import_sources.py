@@ -17,8 +17,9 @@ from django.core.files.base import ContentFile
 
 from scraper.catalog import CatalogWriter, ImageWork
 from scraper.conf import build_client
+from scraper.downloads import download_images
 from scraper.models import ImportJob
-from scraper.services import download_images, request_cancel, retry_failed_rows, run_import, start_import
+from scraper.services import request_cancel, retry_failed_rows, run_import, start_import
 from shop.models import Category, Product, ProductImage, Store
 from tests.scraper.fixture_store import FixtureStore, png_pixel_bomb, run_fixture_store
 
@@ -38,11 +39,15 @@ def shop(db) -> Store:
 
 
 def import_url(shop: Store, url: str, *, kind: str = "auto", full_sync: bool = False, **options) -> ImportJob:
-    job = start_import(store=shop, kind=kind, source_url=url, full_sync=full_sync, options=options, queue=False)
+    job = start_import(
+        store=shop, kind=kind, source_url=url, full_sync=full_sync, options=options, queue=False
+    )
     return run_import(job, images="inline")
 
 
-def import_file(shop: Store, name: str, data: bytes, *, kind: str = "auto", full_sync: bool = False) -> ImportJob:
+def import_file(
+    shop: Store, name: str, data: bytes, *, kind: str = "auto", full_sync: bool = False
+) -> ImportJob:
     job = start_import(
         store=shop, kind=kind, source_file=ContentFile(data, name=name), full_sync=full_sync, queue=False
     )
@@ -88,7 +93,9 @@ def test_shopify_import_then_an_identical_second_run_changes_nothing(
     assert product.category.name == source.product_type
     assert product.attributes["tags"] == [source.colour, source.department.lower()]
     images = list(product.images.order_by("position"))
-    assert [image.source_url.rsplit("/", 1)[1] for image in images] == [f"{n}.jpg" for n in source.image_names]
+    assert [image.source_url.rsplit("/", 1)[1] for image in images] == [
+        f"{n}.jpg" for n in source.image_names
+    ]
     assert all(image.status == ProductImage.Status.STORED and image.width == 96 for image in images)
     assert Product.objects.filter(store=shop, in_stock=False).count() == sum(
         not p.in_stock for p in fixture_store.catalog.products()
@@ -208,7 +215,8 @@ def test_bad_images_are_recorded_on_the_image_and_in_the_log_and_no_product_is_l
         "slow": ("/slow?delay_s=2&image=pink-shoes-5-0", "timed out"),
     }
     rows = ["id,title,price,image_url"] + [
-        f"{name},{name.capitalize()} thing,9.99,{fixture_store.url(path)}" for name, (path, _) in cases.items()
+        f"{name},{name.capitalize()} thing,9.99,{fixture_store.url(path)}"
+        for name, (path, _) in cases.items()
     ]
 
     job = import_file(shop, "catalog.csv", "\n".join(rows).encode())
@@ -250,7 +258,9 @@ def test_retry_downloads_failed_images_again(fixture_store: FixtureStore, shop: 
     assert (stored.pk, stored.status, stored.failure_reason) == (failed_row.pk, "stored", "")
 
 
-def test_an_image_is_downloaded_once_and_its_file_stored_once(fixture_store: FixtureStore, shop: Store) -> None:
+def test_an_image_is_downloaded_once_and_its_file_stored_once(
+    fixture_store: FixtureStore, shop: Store
+) -> None:
     shared = fixture_store.url("/img/grey-shoes-7-0.jpg")
     same_bytes = fixture_store.url(f"/flaky?key={uuid.uuid4().hex}&image=grey-shoes-7-0")  # 500, then same
     csv = f"id,title,image_url\nA,First,{shared}\nB,Second,{shared}\nC,Third,{same_bytes}\n"
@@ -284,12 +294,15 @@ def test_images_that_changed_are_replaced_and_reordered(fixture_store: FixtureSt
     assert ProductImage.objects.get(source_url=b).pk == first_b.pk  # kept, not downloaded again
 
 
-def test_a_retryable_image_failure_is_deferred_for_a_later_task(fixture_store: FixtureStore, shop: Store) -> None:
+def test_a_retryable_image_failure_is_deferred_for_a_later_task(
+    fixture_store: FixtureStore, shop: Store
+) -> None:
     product = Product.objects.create(store=shop, external_id="X", title="X")
     url = fixture_store.url("/img/teal-x.jpg")
     fixture_store.fail_next("/img/teal-x.jpg", status=503, times=10)
     with build_client() as client:
-        outcome = download_images(CatalogWriter(store=shop), client, [ImageWork(product.pk, url, 0)], retry_later=True)
+        work = [ImageWork(product.pk, url, 0)]
+        outcome = download_images(CatalogWriter(store=shop), client, work, retry_later=True, threads=2)
     assert [item.url for item in outcome.deferred] == [url]
     assert not outcome.counts and not ProductImage.objects.exists()  # nothing recorded yet
 
@@ -305,7 +318,11 @@ def test_sitemap_crawl_reads_json_ld_and_opengraph_pages(fixture_store: FixtureS
     for index in (0, 1, 2, 3):  # JSON-LD graph, OpenGraph only, invalid JSON-LD (OpenGraph), ImageObject
         source = fixture_store.catalog.product(index)
         product = Product.objects.get(store=shop, external_id=str(source.id))
-        assert (product.title, product.price, product.brand) == (source.title, Decimal(source.min_price), source.brand)
+        assert (product.title, product.price, product.brand) == (
+            source.title,
+            Decimal(source.min_price),
+            source.brand,
+        )
         assert product.images.filter(status="stored").count() == len(source.image_names)
     assert fixture_store.request_count("/sitemap-products.xml.gz") == 1
     assert fixture_store.request_count("/robots.txt") == 1
@@ -323,7 +340,9 @@ def test_merchant_feed_import(fixture_store: FixtureStore, shop: Store) -> None:
 
 
 def test_a_truncated_feed_keeps_what_was_read_and_marks_nothing_out_of_stock(shop: Store) -> None:
-    Product.objects.create(store=shop, external_id="OLD-1", title="Listed in a feed that broke", in_stock=True)
+    Product.objects.create(
+        store=shop, external_id="OLD-1", title="Listed in a feed that broke", in_stock=True
+    )
 
     job = import_file(shop, "feed.xml", (FIXTURES / "merchant_truncated.xml").read_bytes(), full_sync=True)
 

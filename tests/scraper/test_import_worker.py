@@ -21,7 +21,9 @@ def wait_until_finished(job: ImportJob, timeout_s: float = 90.0) -> ImportJob:
         if job.finished_at is not None:
             return job
         time.sleep(0.2)
-    raise AssertionError(f"import #{job.pk} did not finish: {job.status}, {job.images_done}/{job.images_queued}")
+    raise AssertionError(
+        f"import #{job.pk} did not finish: {job.status}, {job.images_done}/{job.images_queued}"
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -42,6 +44,13 @@ def test_shopify_import_runs_on_the_worker_with_images_fanned_out(celery_worker)
 
         again = wait_until_finished(start_import(store=shop, source_url=fixture.base_url, full_sync=True))
 
-        assert (again.status, again.unchanged, again.created, again.updated) == ("succeeded", PRODUCT_COUNT, 0, 0)
+        assert (again.status, again.unchanged, again.created, again.updated) == (
+            "succeeded",
+            PRODUCT_COUNT,
+            0,
+            0,
+        )
         assert (again.images_queued, again.marked_out_of_stock) == (0, 0)
-        assert sum(n for path, n in fixture.request_counts().items() if path.startswith("/img/")) == image_count
+        assert (
+            sum(n for path, n in fixture.request_counts().items() if path.startswith("/img/")) == image_count
+        )

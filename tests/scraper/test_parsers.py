@@ -226,14 +226,14 @@ def test_csv_image_names_relative_to_the_csv_folder_are_read_from_it(tmp_path: P
     outside.write_bytes(jpeg_bytes())
     (tmp_path / "link.jpg").symlink_to(outside)
     data = (
-        "id,title,image_urls\n"
-        "P-1,Local,photos/a.jpg|b.png|https://cdn.example/c.jpg\n"
-        "P-2,Missing,photos/nope.jpg\n"
-        "P-3,Escape,../secret.jpg\n"
-        "P-4,Absolute,/etc/passwd\n"
-        "P-5,Link out,link.jpg\n"
-        "P-6,Not an image,notes.jpg\n"
-    ).encode()
+        b"id,title,image_urls\n"
+        b"P-1,Local,photos/a.jpg|b.png|https://cdn.example/c.jpg\n"
+        b"P-2,Missing,photos/nope.jpg\n"
+        b"P-3,Escape,../secret.jpg\n"
+        b"P-4,Absolute,/etc/passwd\n"
+        b"P-5,Link out,link.jpg\n"
+        b"P-6,Not an image,notes.jpg\n"
+    )
 
     records = list(parse_csv(data, base_dir=tmp_path))
 

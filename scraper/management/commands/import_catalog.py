@@ -137,8 +137,9 @@ class Command(BaseCommand):
         }.get(job.status, self.style.ERROR)
         self.stdout.write(
             style(
-                f"Import #{job.pk} {job.get_status_display().lower()}: {job.seen:,} read, {job.created:,} created, "
-                f"{job.updated:,} updated, {job.unchanged:,} unchanged, {job.failed:,} failed, "
+                f"Import #{job.pk} {job.get_status_display().lower()}: {job.seen:,} read, "
+                f"{job.created:,} created, {job.updated:,} updated, {job.unchanged:,} unchanged, "
+                f"{job.failed:,} failed, "
                 f"{job.skipped:,} pages skipped; images: {job.images_downloaded:,} stored, "
                 f"{job.images_reused:,} reused, {job.images_failed:,} failed"
                 + (f"; {job.marked_out_of_stock:,} marked out of stock" if job.full_sync else "")
