@@ -42,10 +42,11 @@ def main() -> None:
     from django.test.utils import override_settings
 
     from bench._common import print_hardware
-    from recommendations import selectors
-    from recommendations.indexes import drop_space_index, ensure_space_index
 
     with benchmark_database("hnsw"):
+        from recommendations import selectors
+        from recommendations.indexes import drop_space_index, ensure_space_index
+
         print_hardware()
         vectors = synthetic_vectors(args.n, args.dims, args.seed)
         space, product_ids, _ = load_synthetic_catalog(vectors)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import slugify
@@ -20,11 +21,16 @@ from django.utils.text import slugify
 from campaigns import tracking
 from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
+from recommendations.catalog import product_model
 from scraper.parsers.image_folder import ImageRejected, inspect_image
 
 logger = logging.getLogger(__name__)
 
 CATALOG_VERSION_KEY = "campaigns:catalog-version"
+
+
+class UnknownProduct(LookupError):
+    """An event names a product that is not in the catalog."""
 
 
 class CreativeImageError(ValueError):
@@ -178,9 +184,8 @@ def requeue_stale_creative(creative: Creative, *, space_id: int | None) -> bool:
 
 def embed_creative(*, creative_id: int) -> str:
     """Compute the creative's vector with the active space's encoder; idempotent. Returns what happened."""
-    from recommendations.services import NoActiveSpace, embed_query_image
-
     from recommendations.imaging import BadImage
+    from recommendations.services import NoActiveSpace, embed_query_image
 
     creative = Creative.objects.filter(pk=creative_id).first()
     if creative is None:
@@ -240,26 +245,53 @@ def record_event(
     dedup_extra: str = "",
 ) -> bool:
     """Store one event unless the same one (session, creative, kind, product) was stored within
-    ``DEDUP_WINDOW_S``; True when stored. The window starts at the first event (a Valkey SET NX)."""
+    ``DEDUP_WINDOW_S``; True when stored. The window starts at the first event (a Valkey SET NX).
+
+    Raises ``UnknownProduct`` when ``product_id`` is not in the catalog.
+    """
     key = tracking.dedup_key(
         session_key=session_key, creative_id=creative_id, kind=kind, product_id=product_id, extra=dedup_extra
     )
     if not cache.add(key, 1, timeout=app_setting("DEDUP_WINDOW_S")):
         return False
+    values = {
+        "campaign_id": campaign_id,
+        "creative_id": creative_id,
+        "variant": variant,
+        "kind": kind,
+        "session_key": session_key,
+        "product_id": product_id,
+        "utm": json.dumps(utm or {}),
+        "created_at": timezone.now(),
+    }
     try:
-        CampaignEvent.objects.create(
-            campaign_id=campaign_id,
-            creative_id=creative_id,
-            variant=variant,
-            kind=kind,
-            session_key=session_key,
-            product_id=product_id,
-            utm=utm or {},
-        )
+        stored = _insert_event(values)
     except Exception:
         cache.delete(key)  # not stored, so a retry must not be taken for a duplicate
         raise
+    if not stored:
+        cache.delete(key)
+        raise UnknownProduct(f"no product {product_id}")
     return True
+
+
+def _insert_event(values: dict[str, Any]) -> bool:
+    """One INSERT; with a product, only if that product exists: one round trip instead of a look-up and an
+    insert (the event endpoint's latency is mostly database round trips). False for an unknown product."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(CampaignEvent._meta.get_field(name).column) for name in values)
+    placeholders = ", ".join("%s::jsonb" if name == "utm" else "%s" for name in values)
+    sql = f"INSERT INTO {quote(CampaignEvent._meta.db_table)} ({columns}) SELECT {placeholders}"
+    params = list(values.values())
+    if values["product_id"] is not None:
+        products = product_model()._meta
+        sql += (
+            f" WHERE EXISTS (SELECT 1 FROM {quote(products.db_table)} WHERE {quote(products.pk.column)} = %s)"
+        )
+        params.append(values["product_id"])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
 
 
 def record_conversion(*, request: HttpRequest, kind: str, product: Any = None, order_id: str = "") -> bool:
@@ -278,9 +310,12 @@ def record_conversion(*, request: HttpRequest, kind: str, product: Any = None, o
     except Exception:
         return False
     product_id = getattr(product, "pk", product)
-    return record_attributed_event(
-        attribution=attribution, kind=kind, product_id=product_id, order_id=order_id
-    )
+    try:
+        return record_attributed_event(
+            attribution=attribution, kind=kind, product_id=product_id, order_id=order_id
+        )
+    except UnknownProduct:
+        return False
 
 
 def record_attributed_event(
@@ -296,7 +331,7 @@ def record_attributed_event(
             product_id=product_id,
             dedup_extra=str(order_id)[:100],
         )
-    except IntegrityError:  # the campaign, creative or product was deleted since the click
+    except IntegrityError:  # the campaign or creative was deleted since the click
         return False
 
 

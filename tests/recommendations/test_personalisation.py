@@ -96,28 +96,33 @@ def test_a_dislike_pushes_its_neighbours_down_the_page():
 
 
 def test_best_score_keeps_two_interests_where_the_mean_lands_between_them():
-    vectors = clustered_vectors(200, DIMENSIONS, clusters=4, spread=0.15, seed=3)
-    cluster = np.argmax(vectors @ vectors[[0, 1, 2, 3]].T, axis=1)  # rough cluster labels
-    centre_a, centre_b = vectors[cluster == cluster[0]][:3], vectors[cluster != cluster[0]][:3]
-    h = history(np.concatenate([centre_a, centre_b]), ["like"] * 6, [0.0] * 6)
-    picked = {}
-    for strategy in ("best_score", "mean"):
-        page = select_products(
-            profile=personalisation.shopper_profile(h, options(strategy)),
-            pool_ids=list(range(200)),
-            pool_vectors=vectors,
-            pool_categories=[None] * 200,
-            k_exploit=10,
-            k_explore=0,
-            exclude_ids=(),
-            rng=np.random.default_rng(0),
-        )
-        picked[strategy] = {
-            "a": sum(vectors[i] @ centre_a.mean(0) > 0.8 for i in page.exploit_ids),
-            "b": sum(vectors[i] @ centre_b.mean(0) > 0.8 for i in page.exploit_ids),
-        }
-    assert picked["best_score"]["a"] >= 3 and picked["best_score"]["b"] >= 3
-    assert picked["best_score"]["a"] + picked["best_score"]["b"] > picked["mean"]["a"] + picked["mean"]["b"]
+    # Clusters A = e0 and B = e1 (the shopper likes both) and C halfway between them (never liked).
+    rng = np.random.default_rng(3)
+    centres = np.stack([unit(1, 0, 0, 0), unit(0, 1, 0, 0), unit(1, 1, 0, 0), unit(0, 0, 1, 0)])
+    labels = np.repeat(np.array(["A", "B", "C", "D"]), 50)
+    vectors = centres[np.repeat(np.arange(4), 50)] + 0.05 * rng.normal(size=(200, 4))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    liked = [0, 1, 2, 50, 51, 52]
+    h = history(vectors[liked], ["like"] * 6, [0.0] * 6)
+    interests = np.isin(labels, ["A", "B"]) & ~np.isin(np.arange(200), liked)
+    between = labels == "C"
+    best = personalisation.shopper_profile(h, options("best_score")).score(vectors)
+    mean = personalisation.shopper_profile(h, options("mean")).score(vectors)
+    # best_score ranks every unseen product of both interests above everything in between ...
+    assert best[interests].min() > best[between].max()
+    # ... while the mean profile ranks the in-between products first.
+    assert mean[between].min() > mean[interests].max()
+    page = select_products(
+        profile=personalisation.shopper_profile(h, options("best_score")),
+        pool_ids=list(range(200)),
+        pool_vectors=vectors,
+        pool_categories=[None] * 200,
+        k_exploit=10,
+        k_explore=0,
+        exclude_ids=liked,
+        rng=np.random.default_rng(0),
+    )
+    assert set(labels[page.exploit_ids]) <= {"A", "B"}
 
 
 def test_cold_start_spreads_across_categories_and_exploration_is_seeded():
@@ -240,9 +245,12 @@ def test_for_you_exploits_the_liked_cluster_and_excludes_purchases(catalog):
 
 
 @pytest.mark.django_db
-def test_for_you_never_repeats_a_product_across_twenty_pages(catalog, store):
+def test_for_you_never_repeats_a_product_across_twenty_pages(catalog):
+    from shop.models import Store
+
+    other_store = Store.objects.create(name="Second store")
     more = create_catalog(
-        store, clustered_vectors(100, DIMENSIONS, seed=4), space=personalisation.active_space(), categories=()
+        other_store, clustered_vectors(100, DIMENSIONS, seed=4), space=personalisation.active_space(), categories=()
     )
     assert len(catalog) + len(more) == 220
     shopper = Shopper("twenty")

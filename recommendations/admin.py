@@ -1,0 +1,257 @@
+"""Admin of the embedding pipeline: spaces with their counts, every image's embedding, re-embed actions.
+
+The catalog's product and image admins (shop/admin.py, or a shop's own) are extended from here: the class
+registered for the catalog model is subclassed with an "Embedding" column, the embeddings inline and a
+"Re-embed" action, and registered again. The catalog app never imports this one, and a shop's own admin
+classes get the same additions. This module must be imported after the catalog's admin (list the catalog
+app before "recommendations" in INSTALLED_APPS); a catalog model registered later keeps its plain admin, and
+the "Image embeddings" list below shows the same information.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from recommendations import catalog, services
+from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding
+
+EMBEDDED, FAILED = ImageEmbedding.Status.EMBEDDED, ImageEmbedding.Status.FAILED
+
+
+def _count_per_space(model: type, **filters: Any) -> Coalesce:
+    rows = model.objects.filter(space=OuterRef("pk"), **filters).order_by().values("space")
+    return Coalesce(Subquery(rows.annotate(n=Count("*")).values("n")), 0, output_field=IntegerField())
+
+
+def _queue_message(request: HttpRequest, count: int) -> None:
+    messages.success(request, f"{count:,} images queued for embedding on the embeddings queue.")
+
+
+@admin.register(EmbeddingSpace)
+class EmbeddingSpaceAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "state",
+        "embedded_images",
+        "failed_images",
+        "products_with_vector",
+        "coverage",
+        "created_at",
+        "activated_at",
+    ]
+    list_filter = ["state", "encoder"]
+    readonly_fields = ["encoder", "weights_id", "dimensions", "state", "created_at", "activated_at"]
+    actions = ["activate", "queue_missing_images"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # spaces come from `manage.py embed_catalog --encoder ... --weights ...`
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EmbeddingSpace]:
+        catalog_images = services.embeddable_images().count()  # once per page, not per row
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _embedded=_count_per_space(ImageEmbedding, status=EMBEDDED),
+                _failed=_count_per_space(ImageEmbedding, status=FAILED),
+                _products=_count_per_space(ProductEmbedding),
+                _catalog_images=Value(catalog_images, output_field=IntegerField()),
+            )
+        )
+
+    @admin.display(description="Embedded images", ordering="_embedded")
+    def embedded_images(self, space: EmbeddingSpace) -> str:
+        return f"{space._embedded:,}"  # type: ignore[attr-defined]
+
+    @admin.display(description="Failed images", ordering="_failed")
+    def failed_images(self, space: EmbeddingSpace) -> str:
+        return f"{space._failed:,}"  # type: ignore[attr-defined]
+
+    @admin.display(description="Products with a vector", ordering="_products")
+    def products_with_vector(self, space: EmbeddingSpace) -> str:
+        return f"{space._products:,}"  # type: ignore[attr-defined]
+
+    @admin.display(description="Done (of the catalog's images)")
+    def coverage(self, space: EmbeddingSpace) -> str:
+        done, total = space._embedded + space._failed, space._catalog_images  # type: ignore[attr-defined]
+        return f"{done:,} of {total:,}" if total else "no images"
+
+    @admin.action(description="Activate: queries use this space (only when it holds every image)")
+    def activate(self, request: HttpRequest, queryset: QuerySet[EmbeddingSpace]) -> None:
+        if queryset.count() != 1:
+            messages.error(request, "Select exactly one space to activate.")
+            return
+        space = queryset.get()
+        missing = len(services.missing_image_ids(space))
+        if missing:
+            messages.error(
+                request,
+                f"{space} is missing {missing:,} images: queries would lose those products. Queue them with "
+                "the action “Queue the missing images”; the space is activated when they are done.",
+            )
+            return
+        services.activate_space(space)
+        messages.success(request, f"{space} is now the active embedding space.")
+
+    @admin.action(description="Queue the missing images (a building space is activated when complete)")
+    def queue_missing_images(self, request: HttpRequest, queryset: QuerySet[EmbeddingSpace]) -> None:
+        from recommendations.encoders import EncoderWeightsUnavailable
+
+        for space in queryset.exclude(state=EmbeddingSpace.State.RETIRED):
+            try:
+                weights = services.space_weights(space)
+            except EncoderWeightsUnavailable as error:
+                messages.error(request, str(error))
+                continue
+            missing = services.missing_image_ids(space)
+            # The task that embeds the last missing image of a building space activates it.
+            services.queue_image_embedding(missing, space=space, weights=weights)
+            _queue_message(request, len(missing))
+
+
+@admin.register(ImageEmbedding)
+class ImageEmbeddingAdmin(admin.ModelAdmin):
+    """Every image's vector (or failure) per space: the place to find what failed and why."""
+
+    list_display = ["image_id", "product", "space", "status", "failure_reason", "created_at"]
+    list_filter = ["status", "space"]
+    search_fields = ["=sha256", "=image__id", "=product__id"]
+    list_select_related = ["space", "product"]
+    show_full_result_count = False  # COUNT(*) over every image of every space on each page is the slow part
+    readonly_fields = ["space", "image", "product", "sha256", "status", "failure_reason", "created_at"]
+    exclude = ["vector"]
+    actions = ["reembed"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_reembed_permission(self, request: HttpRequest) -> bool:
+        # The rows are read-only here (has_change_permission), yet queueing new vectors is a change.
+        return request.user.has_perm("recommendations.change_imageembedding")
+
+    @admin.action(description="Re-embed the images of the selected rows", permissions=["reembed"])
+    def reembed(self, request: HttpRequest, queryset: QuerySet[ImageEmbedding]) -> None:
+        _queue_message(request, services.reembed_images(queryset.values_list("image_id", flat=True)))
+
+
+class ImageEmbeddingInline(admin.TabularInline):
+    model = ImageEmbedding
+    fk_name = "product"
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ["image", "space", "status", "failure_reason", "sha256", "created_at"]
+    readonly_fields = fields
+    verbose_name_plural = "Embeddings (per image and space)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ImageEmbedding]:
+        return super().get_queryset(request).select_related("space")
+
+
+def _status_html(status: str | None, reason: str | None) -> str:
+    if status == EMBEDDED:
+        return mark_safe('<span title="embedded in the active space">✓ embedded</span>')
+    if status == FAILED:
+        return format_html('<span style="color:#ba2121" title="{}">✗ failed</span>', reason or "")
+    return "pending"
+
+
+class ProductEmbeddingAdminMixin:
+    """Added to the catalog's product admin: status in the active space, the inline, a re-embed action."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        active = services.get_active_space()
+        space_id = active.pk if active is not None else None
+        failed = ImageEmbedding.objects.filter(space_id=space_id, product=OuterRef("pk"), status=FAILED)
+        return queryset.annotate(
+            _embedded=Exists(ProductEmbedding.objects.filter(space_id=space_id, product=OuterRef("pk"))),
+            _failure=Subquery(failed.values("failure_reason")[:1]),
+        )
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        return [*super().get_list_display(request), "embedding_status"]  # type: ignore[misc]
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
+        return [*super().get_inlines(request, obj), ImageEmbeddingInline]  # type: ignore[misc]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)  # type: ignore[misc]
+        if self.has_change_permission(request):  # type: ignore[attr-defined]
+            actions["reembed_products"] = (
+                ProductEmbeddingAdminMixin.reembed_products,
+                "reembed_products",
+                "Re-embed the images of the selected products",
+            )
+        return actions
+
+    @admin.display(description="Embedding")
+    def embedding_status(self, product: Any) -> str:
+        if product._embedded:
+            return _status_html(EMBEDDED, None)
+        return _status_html(FAILED if product._failure else None, product._failure)
+
+    def reembed_products(self, request: HttpRequest, queryset: QuerySet) -> None:
+        product_ids = list(queryset.values_list("pk", flat=True))
+        product_field = catalog.image_field("product") or "product"
+        images = services.embeddable_images().filter(**{f"{product_field}__in": product_ids})
+        _queue_message(request, services.reembed_images(images.values_list("pk", flat=True)))
+
+
+class ImageEmbeddingAdminMixin:
+    """Added to the catalog's image admin: status in the active space and a re-embed action."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        active = services.get_active_space()
+        rows = ImageEmbedding.objects.filter(space_id=active.pk if active else None, image=OuterRef("pk"))
+        return queryset.annotate(
+            _embedding_status=Subquery(rows.values("status")[:1]),
+            _embedding_failure=Subquery(rows.values("failure_reason")[:1]),
+        )
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        return [*super().get_list_display(request), "embedding_status"]  # type: ignore[misc]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)  # type: ignore[misc]
+        if self.has_change_permission(request):  # type: ignore[attr-defined]
+            actions["reembed_images"] = (
+                ImageEmbeddingAdminMixin.reembed_images,
+                "reembed_images",
+                "Re-embed the selected images",
+            )
+        return actions
+
+    @admin.display(description="Embedding")
+    def embedding_status(self, image: Any) -> str:
+        return _status_html(image._embedding_status, image._embedding_failure)
+
+    def reembed_images(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _queue_message(request, services.reembed_images(queryset.values_list("pk", flat=True)))
+
+
+def extend_catalog_admin(model: type, mixin: type, site: admin.AdminSite = admin.site) -> bool:
+    """Re-register ``model``'s admin as a subclass with ``mixin`` in front; False when it is not registered."""
+    if not site.is_registered(model):
+        return False
+    current = type(site.get_model_admin(model))
+    if issubclass(current, mixin):
+        return True
+    site.unregister(model)
+    site.register(model, type(f"{current.__name__}WithEmbeddings", (mixin, current), {"__module__": __name__}))
+    return True
+
+
+extend_catalog_admin(catalog.product_model(), ProductEmbeddingAdminMixin)
+extend_catalog_admin(catalog.image_model(), ImageEmbeddingAdminMixin)
