@@ -39,6 +39,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write all results here")
+    parser.add_argument(
+        "--save-vectors", default=None, help="save the product vectors (.npy) for other benches"
+    )
     return parser.parse_args()
 
 
@@ -124,6 +127,12 @@ def embed_products(files: dict[int, Path]):
     report = services.embed_images(image_ids, space=space, batch_size=args.batch_size)
     if report.failed:
         print(f"  {len(report.failed)} photos failed: {report.failed[:3]}")
+    if args.save_vectors:
+        import numpy as np
+
+        from recommendations.selectors import load_space_vectors
+
+        np.save(args.save_vectors, load_space_vectors(space).vectors)
     return space, len(image_ids) / report.seconds
 
 

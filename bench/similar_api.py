@@ -24,6 +24,12 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="10000", help="comma-separated catalog sizes")
+    parser.add_argument(
+        "--vectors",
+        default=None,
+        help="a .npy file of real embeddings (e.g. from bench/quality.py --save-vectors) to use instead of "
+        "synthetic ones; --sizes and --dims then come from the file",
+    )
     parser.add_argument("--dims", type=int, default=2048)
     parser.add_argument("--queries", type=int, default=200, help="query products per measurement")
     parser.add_argument("--exact-queries", type=int, default=30, help="queries for the exact-scan baseline")
@@ -120,8 +126,14 @@ def run_size(n: int) -> None:
     from recommendations.neighbours import compute_neighbours
     from shop.models import Product
 
-    print(f"\n== {n:,} products x {args.dims} dims ==", flush=True)
-    vectors = synthetic_vectors(n, args.dims, args.seed)
+    if args.vectors:
+        vectors = np.load(args.vectors).astype(np.float32)[:n]
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        n, args.dims = vectors.shape
+    else:
+        vectors = synthetic_vectors(n, args.dims, args.seed)
+    kind = f"real vectors from {args.vectors}" if args.vectors else "synthetic vectors"
+    print(f"\n== {n:,} products x {args.dims} dims, {kind} ==", flush=True)
     started = time.perf_counter()
     space, product_ids, categories = load_synthetic_catalog(vectors)
     print(f"  loaded in {time.perf_counter() - started:.1f} s", flush=True)
@@ -285,7 +297,8 @@ def main() -> None:
             f"ef_search={args.ef_search or app_setting('HNSW_EF_SEARCH')} "
             f"EXACT_SCAN_THRESHOLD={app_setting('EXACT_SCAN_THRESHOLD')}"
         )
-        for n in (int(size) for size in args.sizes.split(",")):
+        sizes = [10**9] if args.vectors else [int(size) for size in args.sizes.split(",")]
+        for n in sizes:
             run_size(n)
     print_markdown()
 

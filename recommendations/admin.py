@@ -242,14 +242,16 @@ class ImageEmbeddingAdminMixin:
 
 
 def extend_catalog_admin(model: type, mixin: type, site: admin.AdminSite = admin.site) -> bool:
-    """Re-register ``model``'s admin as a subclass with ``mixin`` in front; False when it is not registered."""
+    """Re-register ``model``'s admin as a subclass with ``mixin`` in front; False when it is unregistered."""
     if not site.is_registered(model):
         return False
     current = type(site.get_model_admin(model))
     if issubclass(current, mixin):
         return True
     site.unregister(model)
-    site.register(model, type(f"{current.__name__}WithEmbeddings", (mixin, current), {"__module__": __name__}))
+    site.register(
+        model, type(f"{current.__name__}WithEmbeddings", (mixin, current), {"__module__": __name__})
+    )
     return True
 
 

@@ -14,11 +14,14 @@ from recommendations.encoder_registry import ENCODER_INFO
 def check_settings(app_configs, **kwargs) -> list[Error]:
     errors = []
     if app_setting("PRODUCT_VECTOR") not in ("primary", "mean"):
-        errors.append(Error("RECOMMENDATIONS['PRODUCT_VECTOR'] must be 'primary' or 'mean'.", id="recommendations.E002"))
+        errors.append(
+            Error("RECOMMENDATIONS['PRODUCT_VECTOR'] must be 'primary' or 'mean'.", id="recommendations.E002")
+        )
     if app_setting("ENCODER") not in ENCODER_INFO:
+        encoder = app_setting("ENCODER")
         errors.append(
             Error(
-                f"RECOMMENDATIONS['ENCODER'] = {app_setting('ENCODER')!r} is not one of {sorted(ENCODER_INFO)}",
+                f"RECOMMENDATIONS['ENCODER'] = {encoder!r} is not one of {sorted(ENCODER_INFO)}",
                 id="recommendations.E001",
             )
         )

@@ -23,7 +23,9 @@ ENCODER_INFO: dict[str, EncoderInfo] = {
     for info in [
         EncoderInfo("resnet50", 2048, "ResNet-50, global-average-pooled penultimate layer"),
         EncoderInfo("resnet18", 512, "ResNet-18, global-average-pooled penultimate layer"),
-        EncoderInfo("mobilenet_v3_large", 960, "MobileNetV3-Large, features + average pool, before the classifier"),
+        EncoderInfo(
+            "mobilenet_v3_large", 960, "MobileNetV3-Large, features + average pool, before the classifier"
+        ),
         EncoderInfo(
             "efficientnet_lite0",
             1280,

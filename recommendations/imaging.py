@@ -226,7 +226,7 @@ _MARKERS_WITHOUT_LENGTH = (0x01, *range(0xD0, 0xD8))
 
 
 def _baseline_jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) of a sequential 8-bit 3-component JPEG, from its frame header; None for anything else."""
+    """(width, height) of a sequential 8-bit 3-component JPEG, from its frame header; else None."""
     if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
         return None
     position = 2

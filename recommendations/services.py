@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 # Threads reading image files from storage: several, because remote storages (S3) answer slowly.
 READ_THREADS = 4
-# A re-embedding whose missing count has not gone down for this many polls has lost tasks: queue the rest again.
+# A re-embedding whose missing count has not gone down for this many polls lost tasks: queue the rest again.
 STALLED_POLLS_BEFORE_REQUEUE = 3
 
 _FAILURE_REASON_MAX_CHARS = ImageEmbedding._meta.get_field("failure_reason").max_length or 500
@@ -84,7 +84,9 @@ def get_active_space() -> EmbeddingSpace | None:
 
 def live_spaces() -> list[EmbeddingSpace]:
     """The spaces new images are embedded into: the active one first, then any being built."""
-    spaces = EmbeddingSpace.objects.filter(state__in=[EmbeddingSpace.State.ACTIVE, EmbeddingSpace.State.BUILDING])
+    spaces = EmbeddingSpace.objects.filter(
+        state__in=[EmbeddingSpace.State.ACTIVE, EmbeddingSpace.State.BUILDING]
+    )
     return sorted(spaces, key=lambda space: (space.state != EmbeddingSpace.State.ACTIVE, space.created_at))
 
 
@@ -253,9 +255,13 @@ _pending = threading.local()
 
 
 def queue_image_embedding(
-    image_ids: Iterable[int], *, space: EmbeddingSpace | None = None, weights: str | None = None, force: bool = False
+    image_ids: Iterable[int],
+    *,
+    space: EmbeddingSpace | None = None,
+    weights: str | None = None,
+    force: bool = False,
 ) -> None:
-    """Queue ``embed_images_task`` for these images once the current transaction commits (at once outside one).
+    """Queue ``embed_images_task`` for these images when the transaction commits (at once outside one).
 
     space None: every live space (active and building) at the time the task runs.
     """
@@ -277,7 +283,9 @@ def _send_pending() -> None:
     for (space_id, weights, force), ids in pending.items():
         unique_ids = sorted(set(ids))
         for start in range(0, len(unique_ids), chunk_size):
-            embed_images_task.delay(unique_ids[start : start + chunk_size], space_id=space_id, weights=weights, force=force)
+            embed_images_task.delay(
+                unique_ids[start : start + chunk_size], space_id=space_id, weights=weights, force=force
+            )
 
 
 def reembed_images(image_ids: Iterable[int]) -> int:
@@ -289,7 +297,11 @@ def reembed_images(image_ids: Iterable[int]) -> int:
 
 
 def queue_catalog_embedding(
-    space: EmbeddingSpace, *, store_id: int | None = None, limit: int | None = None, weights: str | None = None
+    space: EmbeddingSpace,
+    *,
+    store_id: int | None = None,
+    limit: int | None = None,
+    weights: str | None = None,
 ) -> int:
     """Fan the catalog's images out to embedding tasks for ``space``; a building space is activated by
     ``finish_reembedding_task`` once complete. Returns how many images were queued."""
@@ -417,8 +429,10 @@ def embed_images(
         except EncoderWeightsUnavailable:
             if target.state == EmbeddingSpace.State.ACTIVE:
                 raise
-            # The re-embedding's own tasks carry its weights; finish_reembedding_task requeues what is missing.
-            logger.warning("Not embedding into building space %s: its weights are not configured here", target)
+            # The re-embedding's own tasks carry its weights; finish_reembedding_task requeues the rest.
+            logger.warning(
+                "Not embedding into building space %s: its weights are not configured here", target
+            )
     return report
 
 
@@ -454,7 +468,8 @@ def _embed_into_space(
                 to_embed: list[tuple[_Item, bytes]] = []
                 skipped: list[_Item] = []
                 failures: list[tuple[_Item, str]] = []
-                for row, data in zip(chunk, reader.map(lambda row: _read_file(getattr(row, file_field)), chunk)):
+                datas = reader.map(lambda row: _read_file(getattr(row, file_field)), chunk)
+                for row, data in zip(chunk, datas, strict=True):
                     product_id = getattr(row, product_attname)
                     if data is None:
                         name = getattr(row, file_field).name
@@ -468,9 +483,13 @@ def _embed_into_space(
                 with transaction.atomic():
                     copied = {} if force else _copy_known_vectors(space, [item for item, _ in to_embed])
                     _write_rows(space, [], [], failures)
-                    copied_failures = [(item, reason) for item, reason in copied.values() if reason is not None]
+                    copied_failures = [
+                        (item, reason) for item, reason in copied.values() if reason is not None
+                    ]
                     _mark_catalog_failures(failures + copied_failures)
-                    touched = {item.product_id for item in skipped} | {item.product_id for item, _ in failures}
+                    touched = {item.product_id for item in skipped} | {
+                        item.product_id for item, _ in failures
+                    }
                     touched |= {item.product_id for item, _ in copied.values()}
                     update_product_vectors(touched, space)
                 report.skipped += len(skipped)
@@ -491,14 +510,16 @@ def _embed_into_space(
         with transaction.atomic():
             _write_rows(space, batch.keys, vectors, batch.failures)
             _mark_catalog_failures(batch.failures)
-            update_product_vectors({item.product_id for item in batch.keys + [key for key, _ in batch.failures]}, space)
+            update_product_vectors(
+                {item.product_id for item in batch.keys + [key for key, _ in batch.failures]}, space
+            )
         report.embedded += len(batch.keys)
         report.failed.extend((item.image_id, reason) for item, reason in batch.failures)
         if progress is not None:
             progress(len(batch.keys) + len(batch.failures))
     report.seconds += time.perf_counter() - started
     if space.state == EmbeddingSpace.State.BUILDING:
-        # The run that completes a new space switches to it at once; finish_reembedding_task is the safety net.
+        # The run that completes a new space switches to it at once (finish_reembedding_task: safety net).
         finish_reembedding(space)
 
 
@@ -531,7 +552,7 @@ def _chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def _read_file(field_file: Any) -> bytes | None:
-    """The stored bytes, or None when the file is gone; other storage errors (OSError) propagate: transient."""
+    """The stored bytes, or None when the file is gone; other storage errors (OSError) propagate."""
     try:
         with field_file.storage.open(field_file.name, "rb") as stream:
             return stream.read()
@@ -589,7 +610,8 @@ def _copy_known_vectors(space: EmbeddingSpace, items: Sequence[_Item]) -> dict[i
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            INSERT INTO {table} (space_id, image_id, product_id, sha256, vector, status, failure_reason, created_at)
+            INSERT INTO {table}
+                (space_id, image_id, product_id, sha256, vector, status, failure_reason, created_at)
             SELECT %s, item.image_id, item.product_id, item.sha256, source.vector, source.status,
                    source.failure_reason, now()
             FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[]) AS item(image_id, product_id, sha256)
@@ -630,7 +652,10 @@ def _mark_catalog_failures(failures: Sequence[tuple[_Item, str]]) -> None:
     if catalog.has_field(model, reason_field):
         limit = model._meta.get_field(reason_field).max_length or _FAILURE_REASON_MAX_CHARS
         values[reason_field] = Case(
-            *[When(pk=item.image_id, then=Value(f"embedding: {reason}"[:limit])) for item, reason in failures],
+            *[
+                When(pk=item.image_id, then=Value(f"embedding: {reason}"[:limit]))
+                for item, reason in failures
+            ],
             output_field=models.CharField(),
         )
     # QuerySet.update sends no signals: the receivers do not queue these images again.
@@ -671,7 +696,8 @@ def update_product_vectors(product_ids: Iterable[int], space: EmbeddingSpace) ->
             WITH images AS (
                 SELECT ie.product_id, ie.image_id, ie.vector, ie.sha256, {position} AS image_position
                 FROM {embeddings} AS ie
-                JOIN {image_table} AS img ON img.{image_pk} = ie.image_id AND img.{image_product} = ie.product_id
+                JOIN {image_table} AS img
+                  ON img.{image_pk} = ie.image_id AND img.{image_product} = ie.product_id
                 WHERE ie.space_id = %(space)s AND ie.product_id = ANY(%(ids)s)
                   AND ie.status = 'embedded' AND ie.vector IS NOT NULL
             ), wanted AS (
@@ -682,7 +708,8 @@ def update_product_vectors(product_ids: Iterable[int], space: EmbeddingSpace) ->
                 INSERT INTO {products} AS pe (space_id, product_id, vector, image_sha256s, updated_at)
                 SELECT %(space)s, product_id, vector, image_sha256s, now() FROM wanted
                 ON CONFLICT (space_id, product_id) DO UPDATE SET
-                    vector = EXCLUDED.vector, image_sha256s = EXCLUDED.image_sha256s, updated_at = EXCLUDED.updated_at
+                    vector = EXCLUDED.vector, image_sha256s = EXCLUDED.image_sha256s,
+                    updated_at = EXCLUDED.updated_at
                 WHERE pe.vector IS DISTINCT FROM EXCLUDED.vector
                    OR pe.image_sha256s IS DISTINCT FROM EXCLUDED.image_sha256s
                 RETURNING 1

@@ -496,3 +496,32 @@ def run_leave_last_out(
             per_strategy[strategy].append(_scores([int(i) for i in selection.ids], session, k))
     groups = [s.group for s in test_sessions]
     return {name: metrics.summarise(rows, groups).micro for name, rows in per_strategy.items()}
+
+
+# --- Reports ------------------------------------------------------------------------------------------------
+
+
+def target_table(results: Sequence[TargetResult], *, n: int) -> str:
+    """Markdown: mean / median rounds per strategy, judge and slots, with the ratio to random browsing."""
+    lines = [
+        "| strategy | judge | exploit + explore | mean rounds | median rounds | mean ÷ random | random (N/2k) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        random_rounds = random_browsing_rounds(n, result.k_exploit + result.k_explore)
+        lines.append(
+            f"| {result.strategy} | {result.judge} | {result.k_exploit} + {result.k_explore} | {result.mean:.1f} | "
+            f"{result.median:.1f} | {result.mean / random_rounds:.3f} | {random_rounds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def leave_last_out_table(table: dict[str, dict[str, float]], *, k: int) -> str:
+    names = ["hit_rate", "precision", "recall", "ndcg", "map", "held_out_hit"]
+    lines = [
+        "| strategy | " + " | ".join(f"{name}@{k}" for name in names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for strategy, values in table.items():
+        lines.append(f"| {strategy} | " + " | ".join(f"{values[f'{name}@{k}']:.3f}" for name in names) + " |")
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ with JavaScript a small script fetches ``<job>/status/?format=json`` instead and
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
@@ -66,7 +67,7 @@ class ImportRowErrorInline(admin.TabularInline):
     model = ImportRowError
     formset = _FirstRowsFormSet
     fields = ["stage", "source_ref", "external_id", "reason", "payload", "retried"]
-    readonly_fields = fields
+    readonly_fields = ["stage", "source_ref", "external_id", "reason", "payload", "retried"]
     extra = 0
     max_num = 0
     can_delete = False
@@ -107,7 +108,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+        return [str(field) for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
 
     @admin.display(description="Source")
     def source(self, job: ImportJob) -> str:
@@ -245,7 +246,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             )
             if job.is_finished and has_retryable:
                 job_id = job.pk
-                transaction.on_commit(lambda job_id=job_id: retry_failed_rows_task.delay(job_id))
+                transaction.on_commit(partial(retry_failed_rows_task.delay, job_id))
                 queued += 1
         return queued
 

@@ -360,15 +360,16 @@ class CatalogWriter:
         file_name = self._file_name(sha256, content_type)
         if sha256 not in file_name:
             return None
-        storage = self.i["image"].storage
-        if storage.exists(file_name):
+        image_field: Any = self.i["image"]  # a FileField: it has a storage
+        if image_field.storage.exists(file_name):
             return file_name
-        return storage.save(file_name, ContentFile(data), max_length=self.i["image"].max_length)
+        return image_field.storage.save(file_name, ContentFile(data), max_length=image_field.max_length)
 
     def _file_name(self, sha256: str, content_type: str) -> str:
         probe = self.image_model(**({self.i["sha256"].attname: sha256} if "sha256" in self.i else {}))
         extension = _EXTENSIONS.get(content_type, "jpg")
-        return self.i["image"].generate_filename(probe, f"{sha256[:16]}.{extension}")
+        image_field: Any = self.i["image"]
+        return str(image_field.generate_filename(probe, f"{sha256[:16]}.{extension}"))
 
     def store_image(
         self,
@@ -392,7 +393,7 @@ class CatalogWriter:
         ``replace``: an earlier failed row of this image, updated instead of adding a row.
         """
         sha256 = sha256 or sha256_hex(data)
-        image_field = self.i["image"]
+        image_field: Any = self.i["image"]
         written = False
         if reuse is not None:
             file_name = getattr(reuse, image_field.attname).name

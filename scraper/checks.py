@@ -22,7 +22,9 @@ def check_catalog(app_configs: Any, **kwargs: Any) -> list[Error]:
     try:
         models = {"product": product_model(), "image": image_model(), "store": store_model()}
     except (LookupError, ValueError) as error:
-        return [Error(f"The catalog model the importer writes to cannot be found: {error}", id="scraper.E001")]
+        return [
+            Error(f"The catalog model the importer writes to cannot be found: {error}", id="scraper.E001")
+        ]
     for kind, setting, required in (
         ("product", "PRODUCT_FIELDS", REQUIRED_PRODUCT_ROLES),
         ("image", "IMAGE_FIELDS", REQUIRED_IMAGE_ROLES),

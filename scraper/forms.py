@@ -17,7 +17,9 @@ FILE_ONLY_KINDS = {Kind.IMAGE_FOLDER}
 
 
 class ImportCatalogForm(forms.Form):
-    store = forms.ModelChoiceField(queryset=None, help_text="The store the products are imported into.")
+    store: forms.ModelChoiceField = forms.ModelChoiceField(
+        queryset=None, help_text="The store the products are imported into."
+    )
     kind = forms.ChoiceField(
         choices=Kind.choices,
         initial=Kind.AUTO,
@@ -57,7 +59,7 @@ class ImportCatalogForm(forms.Form):
         return upload
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         upload, url, kind = data.get("source_file"), data.get("source_url"), data.get("kind")
         if bool(upload) == bool(url):
             raise forms.ValidationError("Upload a file or give a URL (one of them).")

@@ -107,7 +107,7 @@ class ImportJob(models.Model):
             return self.source_url
         if self.source_path:
             return self.source_path
-        return self.source_file.name.rsplit("/", 1)[-1] if self.source_file else ""
+        return (self.source_file.name or "").rsplit("/", 1)[-1] if self.source_file else ""
 
     @property
     def images_done(self) -> int:

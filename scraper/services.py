@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import urlsplit
@@ -30,7 +31,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from scraper.catalog import CatalogWriter, ImageWork, sha256_hex
+from scraper.catalog import CatalogWriter, ImageWork, Outcome, sha256_hex
 from scraper.conf import app_setting, build_client
 from scraper.downloads import DownloadOutcome, download_images
 from scraper.http import FetchError, FetchResult, GuardedClient
@@ -106,7 +107,7 @@ def start_import(
     if sum(bool(value) for value in (source_url, source_file, source_path)) != 1:
         raise ValueError("give exactly one of source_url, source_file and source_path")
     job = ImportJob(
-        store=store,
+        store=store,  # type: ignore[misc]  # the configured store model (SCRAPER["STORE_MODEL"])
         kind=kind,
         source_url=source_url,
         source_path=source_path,
@@ -152,7 +153,7 @@ def run_import(
         run.stop()
     except FetchError as error:
         if can_retry_later and error.retryable and run.nothing_done:
-            countdown_s = error.retry_after_s if getattr(error, "retry_after_s", None) else 60.0
+            countdown_s = float(getattr(error, "retry_after_s", None) or 60.0)
             run.requeue(f"{error.url or 'the source'}: {error.reason}; trying again in {countdown_s:.0f} s")
             raise RetryLater(error.reason, countdown_s=countdown_s) from None
         run.fail_source(Failure.from_fetch_error(error, error.url or started.source_url))
@@ -214,7 +215,7 @@ def retry_failed_rows(
             for source in _retry_sources(job, other_errors, client=client, limits=run.limits):
                 run.consume(source.iter_records())
             run.handle_images(_image_work_for_errors(run.writer, image_errors))
-            run.source_read(full_sync=False)
+            run.retry_read()
     except ImportCancelled:
         run.stop()
     except (FetchError, FeedError) as error:
@@ -587,7 +588,7 @@ class _ImportRun:
     def _write_records(self, batch: list[ScrapedProduct], *, batched: bool) -> _Tally:
         writer, tally = self.writer, _Tally()
         existing = writer.existing_products([record.external_id for record in batch])
-        written: list[tuple[ScrapedProduct, models.Model, str]] = []
+        written: list[tuple[ScrapedProduct, models.Model, Outcome]] = []
         for record in batch:
             try:
                 outcome, product = writer.upsert(record, existing.get(record.external_id))
@@ -612,7 +613,7 @@ class _ImportRun:
         images_by_product = writer.images_of([product.pk for _, product, _ in written])
         for record, product, outcome in written:
             images_changed = self._sync_images(record, product, images_by_product[product.pk], tally)
-            tally.delta["updated" if images_changed and outcome == "unchanged" else outcome] += 1
+            tally.delta["updated" if images_changed and outcome == "unchanged" else str(outcome)] += 1
         return tally
 
     def _sync_images(
@@ -635,17 +636,17 @@ class _ImportRun:
             by_url[str(writer.image_value(row, "source_url") or "")].append(row)
         changed, kept = False, set()
         for position, url in enumerate(urls):
-            row = by_url[url].pop(0) if by_url.get(url) else None
-            if row is None:
+            found = by_url[url].pop(0) if by_url.get(url) else None
+            if found is None:
                 tally.work.append(ImageWork(product.pk, url, position, record.external_id))
                 changed = True
                 continue
-            kept.add(row.pk)
-            if writer.image_position(row) != position:
-                writer.set_image_position(row, position)
+            kept.add(found.pk)
+            if writer.image_position(found) != position:
+                writer.set_image_position(found, position)
                 changed = True
-            if not writer.image_is_stored(row):  # failed before: try again
-                tally.work.append(ImageWork(product.pk, url, position, record.external_id, image_id=row.pk))
+            if not writer.image_is_stored(found):  # failed before: try again
+                tally.work.append(ImageWork(product.pk, url, position, record.external_id, image_id=found.pk))
         leftovers = [row for row in rows if row.pk not in kept]
         writer.delete_images(leftovers)
         return changed or bool(leftovers)
@@ -708,7 +709,7 @@ class _ImportRun:
         job_id = self.job.pk
         for start in range(0, len(work), chunk_size):
             items = [item.as_list() for item in work[start : start + chunk_size]]
-            transaction.on_commit(lambda items=items: fetch_images_task.delay(job_id, items))
+            transaction.on_commit(partial(fetch_images_task.delay, job_id, items))
 
     def _download(self, work: list[ImageWork]) -> None:
         if not work:
@@ -785,6 +786,15 @@ class _ImportRun:
         if not complete and full_sync:
             self.job.message = "Some pages could not be read, so no product was marked out of stock."
         self._finish_walk(source_complete=complete)
+
+    def retry_read(self) -> None:
+        """A retry pass is over: the source counts as read when no page or feed failure is left."""
+        self.flush()
+        unread = ImportRowError.objects.filter(job=self.job, stage=ImportRowError.Stage.FETCH, retried=False)
+        first_unread = unread.order_by("pk").first()
+        if first_unread is not None:
+            self.job.message = first_unread.reason
+        self._finish_walk(source_complete=not self.products_hidden and first_unread is None)
 
     def fail_source(self, failure: Failure) -> None:
         """The source broke or could not be opened; what was read before stays imported."""

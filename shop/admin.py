@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from shop.models import Category, Product, ProductImage, Store
@@ -19,8 +20,17 @@ def thumbnail_html(image: ProductImage | None, size_px: int = 64) -> str:
 
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
-    list_display = ["name", "base_url", "currency", "created_at"]
+    list_display = ["name", "base_url", "currency", "created_at", "import_link"]
     search_fields = ["name", "base_url"]
+
+    @admin.display(description="Catalog")
+    def import_link(self, obj: Store) -> str:
+        # The import app is optional: link to it only where it is installed.
+        try:
+            url = reverse("admin:scraper_importjob_add")
+        except NoReverseMatch:
+            return ""
+        return format_html('<a href="{}?store={}">Import catalog</a>', url, obj.pk)
 
 
 @admin.register(Category)

@@ -34,23 +34,37 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header declares width x height but that carries almost no pixel data."""
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        return (
+            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def awkward_valid_images() -> dict[str, bytes]:
     """Files a shop really serves that need care to decode; each must be embedded, not refused."""
     cmyk = encode(Image.new("CMYK", (80, 80), (0, 255, 255, 0)), "JPEG")
-    sixteen_bit = encode(Image.fromarray(np.linspace(0, 65535, 80 * 80, dtype=np.uint16).reshape(80, 80)), "PNG")
+    sixteen_bit = encode(
+        Image.fromarray(np.linspace(0, 65535, 80 * 80, dtype=np.uint16).reshape(80, 80)), "PNG"
+    )
     palette = Image.new("P", (80, 80), 0)
     palette.putpalette([255, 255, 255, 200, 20, 20] + [0] * 762)
     palette.paste(1, (20, 20, 60, 60))
     palette_alpha = encode(palette, "PNG", transparency=0)
     frames = [Image.new("RGB", (80, 80), colour).convert("P") for colour in ((20, 200, 20), (20, 20, 200))]
     animated = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    return {"cmyk.jpg": cmyk, "16bit.png": sixteen_bit, "palette-alpha.png": palette_alpha, "animated.gif": animated}
+    return {
+        "cmyk.jpg": cmyk,
+        "16bit.png": sixteen_bit,
+        "palette-alpha.png": palette_alpha,
+        "animated.gif": animated,
+    }
 
 
 def broken_images() -> dict[str, tuple[bytes, str]]:

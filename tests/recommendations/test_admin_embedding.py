@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def embedded_catalog(store):
     """Six products: four embedded in the active space, one failed, one not embedded yet."""
-    space = EmbeddingSpace.objects.create(encoder="efficientnet_lite0", weights_id="t", dimensions=4, state="active")
+    space = EmbeddingSpace.objects.create(
+        encoder="efficientnet_lite0", weights_id="t", dimensions=4, state="active"
+    )
     products = [create_product(store=store, title=f"Shirt {index}") for index in range(6)]
     for index, product in enumerate(products[:5]):
         image = product.images.get()
@@ -35,7 +37,9 @@ def embedded_catalog(store):
             failure_reason="truncated or corrupt image data" if failed else "",
         )
         if not failed:
-            ProductEmbedding.objects.create(space=space, product=product, vector=np.eye(4, dtype=np.float32)[index % 4])
+            ProductEmbedding.objects.create(
+                space=space, product=product, vector=np.eye(4, dtype=np.float32)[index % 4]
+            )
     return space, products
 
 

@@ -104,7 +104,10 @@ def test_weights_id_is_known_without_building():
     for key in ENCODERS:
         assert weights_id_for(key, "random") == "random-seed0"
     assert weights_id_for("resnet50", "DEFAULT") == "IMAGENET1K_V2"  # what a download would give
-    assert weights_id_for("efficientnet_lite0", "DEFAULT") == get_encoder("efficientnet_lite0", "DEFAULT", "cpu").weights_id
+    assert (
+        weights_id_for("efficientnet_lite0", "DEFAULT")
+        == get_encoder("efficientnet_lite0", "DEFAULT", "cpu").weights_id
+    )
     with pytest.raises(EncoderWeightsUnavailable):
         weights_id_for("resnet18", "/nonexistent.pth")
 

@@ -1,4 +1,4 @@
-"""The embedding pipeline against real PostgreSQL + pgvector, real files in storage and real forward passes."""
+"""The embedding pipeline against real PostgreSQL + pgvector, real stored files and real forward passes."""
 
 from __future__ import annotations
 
@@ -98,7 +98,9 @@ def test_mean_product_vector_setting(store, space):
         services.embed_images([front.pk, back.pk], space=space)
     vectors = stored_vectors(space)
     mean = vectors[front.pk] + vectors[back.pk]
-    np.testing.assert_allclose(product_vector(space, product), mean / np.linalg.norm(mean), atol=HALF_PRECISION)
+    np.testing.assert_allclose(
+        product_vector(space, product), mean / np.linalg.norm(mean), atol=HALF_PRECISION
+    )
 
 
 def test_second_run_skips_everything_and_writes_nothing(store, space):
@@ -111,7 +113,9 @@ def test_second_run_skips_everything_and_writes_nothing(store, space):
     report = services.embed_images(ids, space=space)
 
     assert (report.embedded, report.skipped, report.failed) == (0, 3, [])
-    assert list(ImageEmbedding.objects.order_by("pk").values_list("pk", "sha256", "created_at")) == rows_before
+    assert (
+        list(ImageEmbedding.objects.order_by("pk").values_list("pk", "sha256", "created_at")) == rows_before
+    )
     assert list(ProductEmbedding.objects.order_by("pk").values_list("pk", "updated_at")) == products_before
 
 
@@ -168,7 +172,9 @@ def test_bad_images_are_recorded_and_the_rest_of_the_batch_is_embedded(store, sp
         assert (row.status, row.vector, row.failure_reason) == ("failed", None, reasons[image_id])
     # The catalog's image rows say so too (the shop's admin and importer show it).
     # (values(), not refresh_from_db(): Django would open the bomb to read its dimensions.)
-    catalog_rows = ProductImage.objects.filter(pk__in=list(expected)).values_list("pk", "status", "failure_reason")
+    catalog_rows = ProductImage.objects.filter(pk__in=list(expected)).values_list(
+        "pk", "status", "failure_reason"
+    )
     assert {pk: (status, reason) for pk, status, reason in catalog_rows} == {
         pk: ("failed", f"embedding: {reasons[pk]}") for pk in expected
     }
@@ -250,7 +256,8 @@ def test_switching_encoders_never_mixes_spaces(store, space):
         assert score == pytest.approx(expected_scores(new_vectors, products[0])[pk], abs=5e-3)
     # Random and pretrained weights give different geometry: mixed answers would show it.
     assert any(
-        abs(expected_scores(new_vectors, products[0])[pk] - expected_scores(old_vectors, products[0])[pk]) > 0.05
+        abs(expected_scores(new_vectors, products[0])[pk] - expected_scores(old_vectors, products[0])[pk])
+        > 0.05
         for pk in scores
     )
 
@@ -279,9 +286,13 @@ def test_embed_query_image_uses_the_active_space(store, db):
 
 
 def test_space_weights_are_found_again_from_the_weights_id(db):
-    random_space = EmbeddingSpace.objects.create(encoder="resnet18", weights_id="random-seed0", dimensions=512)
+    random_space = EmbeddingSpace.objects.create(
+        encoder="resnet18", weights_id="random-seed0", dimensions=512
+    )
     assert services.space_weights(random_space) == "random"
-    pretrained = EmbeddingSpace.objects.create(encoder="resnet50", weights_id="IMAGENET1K_V2", dimensions=2048)
+    pretrained = EmbeddingSpace.objects.create(
+        encoder="resnet50", weights_id="IMAGENET1K_V2", dimensions=2048
+    )
     assert services.space_weights(pretrained) == "IMAGENET1K_V2"
     unknown = EmbeddingSpace.objects.create(encoder=ENCODER, weights_id="file:000000000000", dimensions=1280)
     with pytest.raises(RuntimeError, match="RECOMMENDATIONS\\['WEIGHTS'\\]"):

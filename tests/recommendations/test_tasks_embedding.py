@@ -37,7 +37,9 @@ def test_embedding_tasks_are_routed_to_the_embeddings_queue():
 
 
 @pytest.mark.django_db
-def test_images_are_queued_after_commit_only_when_their_file_changes(store, django_capture_on_commit_callbacks):
+def test_images_are_queued_after_commit_only_when_their_file_changes(
+    store, django_capture_on_commit_callbacks
+):
     product = create_product(store=store, image=None)
 
     def queued(action: Callable[[], object]) -> list[int]:

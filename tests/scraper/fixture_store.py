@@ -55,6 +55,7 @@ import html
 import io
 import json
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -427,12 +428,20 @@ def png_pixel_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
 # --- The server --------------------------------------------------------------------------------------
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up on a keep-alive connection (size caps, timeouts, the end of a test) is
+        # normal here; anything else is still printed.
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class FixtureStore:
     """The running server; use ``run_fixture_store`` rather than building one by hand."""
 
     def __init__(self, catalog: StoreCatalog, *, host: str = "127.0.0.1") -> None:
         self.catalog = catalog
-        self._server = ThreadingHTTPServer((host, 0), _Handler)
+        self._server = _QuietServer((host, 0), _Handler)
         self._server.daemon_threads = True
         self._server.store = self  # type: ignore[attr-defined]
         self.base_url = f"http://{host}:{self._server.server_address[1]}"

@@ -50,4 +50,34 @@ def test_a_row_the_database_refuses_costs_only_that_row(tmp_path: Path) -> None:
     error = job.errors.get()
     assert (error.source_ref, error.external_id) == ("row 3", "B")
     assert error.reason.startswith("not saved:")
-    assert sorted(Product.objects.values_list("external_id", "category__name")) == [("A", "Tops"), ("C", "Shirts")]
+    assert sorted(Product.objects.values_list("external_id", "category__name")) == [
+        ("A", "Tops"),
+        ("C", "Shirts"),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_folder_and_a_zip_of_photos_import_with_the_command(tmp_path: Path) -> None:
+    import zipfile
+
+    from tests.factories import jpeg_bytes
+
+    folder = tmp_path / "photos"
+    (folder / "Kitchen" / "Mugs").mkdir(parents=True)
+    (folder / "Kitchen" / "Mugs" / "red-mug.jpg").write_bytes(jpeg_bytes((200, 20, 20)))
+    (folder / "blue-vase.png").write_bytes(jpeg_bytes((20, 20, 200)))  # a JPEG named .png: sniffed, fine
+    call_command("import_catalog", str(folder), "--store", "Photos", "--sync", "--no-progress")
+
+    mug = Product.objects.get(external_id="Kitchen/Mugs/red-mug.jpg")
+    assert (mug.title, mug.category.name, mug.images.get().status) == ("Red mug", "Mugs", "stored")
+    assert ImportJob.objects.get().kind == "image_folder"
+
+    archive = tmp_path / "more.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(folder / "Kitchen" / "Mugs" / "red-mug.jpg", "Kitchen/Mugs/red-mug.jpg")
+        zipped.writestr("Garden/green-pot.jpg", jpeg_bytes((20, 160, 20)))
+    call_command("import_catalog", str(archive), "--store", "Photos", "--sync", "--no-progress")
+
+    job = ImportJob.objects.latest("pk")
+    assert (job.kind, job.created, job.unchanged, job.images_downloaded) == ("image_folder", 1, 1, 1)
+    assert Product.objects.filter(store__name="Photos").count() == 3

@@ -7,7 +7,11 @@ from scraper.conf import app_setting, fetch_policy
 
 
 def test_settings_map_onto_the_fetch_policy(settings) -> None:
-    settings.SCRAPER = {"READ_TIMEOUT_S": 3, "MAX_IMAGE_BYTES": 1024, "USER_AGENT": "ShopBot/2 (+https://s.example)"}
+    settings.SCRAPER = {
+        "READ_TIMEOUT_S": 3,
+        "MAX_IMAGE_BYTES": 1024,
+        "USER_AGENT": "ShopBot/2 (+https://s.example)",
+    }
     policy = fetch_policy()
     assert (policy.read_timeout_s, policy.max_image_bytes, policy.user_agent) == (
         3.0,
@@ -30,6 +34,10 @@ def test_allow_hosts_come_from_the_environment_unless_set(settings, monkeypatch)
 def test_the_system_check_names_wrong_settings(settings) -> None:
     assert check_catalog(None) == []
     settings.SCRAPER = {"PRODUCT_FIELDS": {"title": "name"}, "BATCH_SIZE": 0, "MAX_PAGES": 3}
-    assert sorted(error.id for error in check_catalog(None)) == ["scraper.E002", "scraper.E003", "scraper.E004"]
+    assert sorted(error.id for error in check_catalog(None)) == [
+        "scraper.E002",
+        "scraper.E003",
+        "scraper.E004",
+    ]
     settings.SCRAPER = {"PRODUCT_MODEL": "shop.Nothing"}
     assert [error.id for error in check_catalog(None)] == ["scraper.E001"]

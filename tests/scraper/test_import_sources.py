@@ -368,3 +368,57 @@ def test_cancel_stops_the_import_between_batches(fixture_store: FixtureStore, sh
     assert finished.status == ImportJob.Status.CANCELLED
     assert finished.created == 5 and Product.objects.count() == 5
     assert fixture_store.request_count("/products.json") == 1
+
+
+def test_every_stored_image_is_announced_by_post_save_for_the_embedding_receiver(
+    fixture_store: FixtureStore, shop: Store
+) -> None:
+    """Rows are written in bulk, yet each one sends post_save as Model.save() would: that is how the
+    recommendation app queues embedding without the scraper calling it."""
+    from django.db.models.signals import post_save
+
+    announced: list[tuple[bool, bool]] = []
+
+    def record(sender, instance, created, **kwargs) -> None:
+        announced.append((created, bool(instance.image) and instance.pk is not None))
+
+    post_save.connect(record, sender=ProductImage, dispatch_uid="test-announced")
+    try:
+        job = import_url(shop, fixture_store.base_url, kind="shopify")
+    finally:
+        post_save.disconnect(sender=ProductImage, dispatch_uid="test-announced")
+
+    assert job.images_downloaded == ProductImage.objects.count() > 0
+    assert announced == [(True, True)] * job.images_downloaded
+
+
+def test_retrying_images_of_a_truncated_upload_does_not_make_it_complete(
+    fixture_store: FixtureStore, shop: Store
+) -> None:
+    fixture_store.fail_next("/img/navy-a.jpg", status=404)
+    url = fixture_store.url("/img/navy-a.jpg")
+    feed = (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel>'
+        f"<item><g:id>N-1</g:id><title>Navy</title><g:image_link>{url}</g:image_link></item>"
+        "<item><g:id>N-2</g:id><title>Cut off"
+    ).encode()
+    job = import_file(shop, "feed.xml", feed, full_sync=True)
+    assert (job.status, job.created, job.images_failed) == (ImportJob.Status.PARTIAL, 1, 1)
+
+    retried = retry_failed_rows(job, images="inline")
+
+    assert (retried.images_failed, retried.images_downloaded) == (0, 1)
+    assert retried.status == ImportJob.Status.PARTIAL  # the file is still cut off
+    assert not retried.source_complete and "truncated or malformed" in retried.message
+
+
+def test_sitemap_limits_stop_the_crawl_and_say_so(fixture_store: FixtureStore, shop: Store, settings) -> None:
+    settings.SCRAPER = {**settings.SCRAPER, "MAX_SITEMAP_DEPTH": 0}
+    job = import_url(shop, fixture_store.url("/sitemap.xml"), kind="sitemap", full_sync=True)
+    assert (job.status, job.created, job.marked_out_of_stock) == (ImportJob.Status.FAILED, 0, 0)
+    assert {error.reason for error in job.errors.all()} == {"sitemap nested deeper than 0 levels; not read"}
+
+    settings.SCRAPER = {**settings.SCRAPER, "MAX_SITEMAP_DEPTH": 3, "MAX_PRODUCT_PAGES": 5}
+    job = import_url(shop, fixture_store.url("/sitemap.xml"), kind="sitemap")
+    assert (job.status, job.created) == (ImportJob.Status.PARTIAL, 5)
+    assert "only the first 5 were read" in job.errors.get().reason

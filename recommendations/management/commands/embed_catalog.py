@@ -1,4 +1,5 @@
-"""``manage.py embed_catalog [--store ID] [--encoder KEY] [--weights W] [--batch-size N] [--limit N] [--async]``."""
+"""``manage.py embed_catalog [--store ID] [--encoder KEY] [--weights W] [--batch-size N] [--limit N]
+[--async]``: embed the catalog's images, with a progress bar and a summary of what failed and why."""
 
 from __future__ import annotations
 
@@ -37,8 +38,12 @@ class Command(BaseCommand):
             default=None,
             help='"DEFAULT", a torchvision weights name, a .pth file, or "random" (default: WEIGHTS)',
         )
-        parser.add_argument("--batch-size", type=int, default=None, help="images per model batch (default: BATCH_SIZE)")
-        parser.add_argument("--limit", type=int, default=None, help="embed at most this many images (lowest ids first)")
+        parser.add_argument(
+            "--batch-size", type=int, default=None, help="images per model batch (default: BATCH_SIZE)"
+        )
+        parser.add_argument(
+            "--limit", type=int, default=None, help="embed at most this many images (lowest ids first)"
+        )
         parser.add_argument(
             "--async",
             action="store_true",
@@ -77,7 +82,9 @@ class Command(BaseCommand):
     def _embed(self, space: EmbeddingSpace, weights: str, options: dict) -> None:
         image_ids = services.embeddable_image_ids(store_id=options["store"], limit=options["limit"])
         batch_size = options["batch_size"] or app_setting("BATCH_SIZE")
-        self.stdout.write(f"Embedding {len(image_ids):,} images into {self._describe(space)}, batches of {batch_size}.")
+        self.stdout.write(
+            f"Embedding {len(image_ids):,} images into {self._describe(space)}, batches of {batch_size}."
+        )
         bar = tqdm(
             total=len(image_ids),
             unit="img",
@@ -98,8 +105,8 @@ class Command(BaseCommand):
         else:
             missing = len(services.missing_image_ids(space))
             self.stdout.write(
-                f"{self._describe(space)} stays in state {space.state}: {missing:,} images are not embedded in it "
-                "yet; queries keep using the active space."
+                f"{self._describe(space)} stays in state {space.state}: {missing:,} images are not "
+                "embedded in it yet; queries keep using the active space."
             )
 
     def _summarise(self, report: services.EmbedReport) -> None:
@@ -124,7 +131,9 @@ class Command(BaseCommand):
         for kind, count in kinds.most_common():
             image_id, reason = examples[kind][0]
             ids = ", ".join(str(example_id) for example_id, _ in examples[kind])
-            self.stdout.write(f"  {count:>6,} × {reason}  (images {ids}{', …' if count > len(examples[kind]) else ''})")
+            self.stdout.write(
+                f"  {count:>6,} × {reason}  (images {ids}{', …' if count > len(examples[kind]) else ''})"
+            )
 
     @staticmethod
     def _describe(space: EmbeddingSpace) -> str:

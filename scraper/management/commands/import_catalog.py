@@ -131,10 +131,11 @@ class Command(BaseCommand):
             bar.close()
 
     def _summarise(self, job: ImportJob) -> None:
-        style = {
+        styles: dict[str, Any] = {
             ImportJob.Status.SUCCEEDED: self.style.SUCCESS,
             ImportJob.Status.PARTIAL: self.style.WARNING,
-        }.get(job.status, self.style.ERROR)
+        }
+        style = styles.get(job.status, self.style.ERROR)
         self.stdout.write(
             style(
                 f"Import #{job.pk} {job.get_status_display().lower()}: {job.seen:,} read, "

