@@ -35,7 +35,8 @@ def creative_preview(creative: Creative, size_px: int = 96) -> str:
 
 def embedding_state(creative: Creative) -> str:
     if creative.embedding_status == Creative.EmbeddingStatus.READY:
-        return format_html("Ready (space {}, {:%Y-%m-%d %H:%M})", creative.space_id, creative.embedded_at)
+        embedded_at = f"{creative.embedded_at:%Y-%m-%d %H:%M}" if creative.embedded_at else "?"
+        return format_html("Ready (space {}, {})", creative.space_id, embedded_at)
     if creative.embedding_error:
         return format_html("{}: {}", creative.get_embedding_status_display(), creative.embedding_error)
     return creative.get_embedding_status_display() if creative.pk else "—"
@@ -124,15 +125,11 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def get_autocomplete_fields(self, request: HttpRequest) -> list[str]:
         # Autocomplete needs an admin for the related model; a shop's own catalog may not register one.
-        fields = {
-            "store": Campaign.store,
-            "categories": Campaign.categories,
-            "control_category": Campaign.control_category,
-        }
+        names = ["store", "categories", "control_category"]
         return [
             name
-            for name, descriptor in fields.items()
-            if descriptor.field.related_model in self.admin_site._registry
+            for name in names
+            if Campaign._meta.get_field(name).related_model in self.admin_site._registry
         ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
@@ -140,7 +137,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="Creatives", ordering="creative_total")
     def creative_count(self, obj: Campaign) -> int:
-        return obj.creative_total
+        return getattr(obj, "creative_total", 0)
 
     @admin.display(description="Pages")
     def links(self, obj: Campaign) -> str:
@@ -152,7 +149,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         if not change:
-            obj.created_by = request.user
+            obj.created_by_id = request.user.pk
         super().save_model(request, obj, form, change)
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:

@@ -97,21 +97,16 @@ class BulkUploadForm(forms.Form):
         help_text="A ZIP archive of ad images; each becomes a campaign named after its file."
     )
     store = forms.ModelChoiceField(
-        queryset=apps.get_model(STORE_MODEL)._default_manager.none(), required=False
+        queryset=apps.get_model(STORE_MODEL)._default_manager.all(), required=False
     )
     categories = forms.ModelMultipleChoiceField(
-        queryset=apps.get_model(CATEGORY_MODEL)._default_manager.none(), required=False
+        queryset=apps.get_model(CATEGORY_MODEL)._default_manager.all(), required=False
     )
     min_price = forms.DecimalField(required=False, max_digits=12, decimal_places=2)
     max_price = forms.DecimalField(required=False, max_digits=12, decimal_places=2)
     in_stock_only = forms.BooleanField(required=False, initial=True)
     product_count = forms.IntegerField(min_value=1, max_value=100, initial=24)
     status = forms.ChoiceField(choices=Campaign.Status.choices[:2], initial=Campaign.Status.DRAFT)
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["store"].queryset = apps.get_model(STORE_MODEL)._default_manager.all()
-        self.fields["categories"].queryset = apps.get_model(CATEGORY_MODEL)._default_manager.all()
 
     def clean(self):
         cleaned = super().clean()

@@ -53,7 +53,7 @@ class Campaign(models.Model):
         max_length=100,
         unique=True,
         validators=[validate_not_reserved],
-        help_text="The landing page is /c/<slug>/.",
+        help_text="The landing page address: /c/this-slug/.",
     )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT, db_index=True)
     starts_at = models.DateTimeField(null=True, blank=True, help_text="Empty: as soon as it is live.")
@@ -228,7 +228,7 @@ class Creative(models.Model):
     slug = models.SlugField(
         max_length=100,
         validators=[validate_not_reserved],
-        help_text="Its own landing page is /c/<campaign>/<slug>/; the first creative is also /c/<campaign>/.",
+        help_text="Landing page: /c/campaign-slug/this-slug/ (the first creative's also /c/campaign-slug/).",
     )
     position = models.PositiveSmallIntegerField(default=0)
     image = models.ImageField(

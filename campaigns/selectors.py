@@ -207,7 +207,7 @@ def primary_image_urls(product_ids: Sequence[int]) -> dict[int, str]:
     if not product_ids:
         return {}
     product_fk, file_field, position = (
-        image_field("product"),
+        image_field("product") or "product",
         image_field("image") or "image",
         image_field("position"),
     )

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.core.cache import cache
@@ -124,7 +123,9 @@ def save_creative(
     uncommitted file on ``creative.image`` is read; with neither, an ``image_url`` is fetched when the
     creative has no image yet. Raises ``CreativeImageError``.
     """
-    if image_data is None and creative.image and not creative.image._committed:
+    # An upload assigned to the field but not stored yet (the admin form's file) is read here.
+    uncommitted = bool(creative.image) and not getattr(creative.image, "_committed", True)
+    if image_data is None and uncommitted:
         creative.image.seek(0)
         image_data = creative.image.read()
         file_name = creative.image.name or file_name
@@ -136,7 +137,7 @@ def save_creative(
     if image_data is not None:
         check_creative_image(image_data)
         digest = hashlib.sha256(image_data).hexdigest()
-        if digest != creative.sha256 or not creative.image or not creative.image._committed:
+        if digest != creative.sha256 or not creative.image or uncommitted:
             creative.sha256 = digest
             creative.embedding_status = Creative.EmbeddingStatus.PENDING
             creative.embedding_error = ""
@@ -279,15 +280,14 @@ def _insert_event(values: dict[str, Any]) -> bool:
     """One INSERT; with a product, only if that product exists: one round trip instead of a look-up and an
     insert (the event endpoint's latency is mostly database round trips). False for an unknown product."""
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(CampaignEvent._meta.get_field(name).column) for name in values)
+    columns = ", ".join(quote(name) for name in values)  # the attribute names are the column names
     placeholders = ", ".join("%s::jsonb" if name == "utm" else "%s" for name in values)
     sql = f"INSERT INTO {quote(CampaignEvent._meta.db_table)} ({columns}) SELECT {placeholders}"
     params = list(values.values())
     if values["product_id"] is not None:
         products = product_model()._meta
-        sql += (
-            f" WHERE EXISTS (SELECT 1 FROM {quote(products.db_table)} WHERE {quote(products.pk.column)} = %s)"
-        )
+        pk_column = str(products.pk.column if products.pk is not None else "id")
+        sql += f" WHERE EXISTS (SELECT 1 FROM {quote(products.db_table)} WHERE {quote(pk_column)} = %s)"
         params.append(values["product_id"])
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -345,7 +345,7 @@ class BulkResult:
 
 
 def create_campaigns_from_zip(
-    *, data: bytes | io.BufferedIOBase, defaults: dict[str, Any], user: Any = None
+    *, data: bytes | BinaryIO, defaults: dict[str, Any], user: Any = None
 ) -> BulkResult:
     """One draft campaign (with one creative) per image in a ZIP archive; each creative is embedded.
 

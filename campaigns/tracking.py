@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.core import signing
@@ -126,7 +127,7 @@ def make_attribution_token(attribution: Attribution) -> str:
 def read_attribution_token(token: str, *, max_age_s: float | None = None) -> Attribution:
     """Raises ``signing.BadSignature`` (``SignatureExpired`` when older than the attribution window)."""
     max_age_s = app_setting("ATTRIBUTION_MAX_AGE_S") if max_age_s is None else max_age_s
-    payload = signing.loads(token, salt=_TOKEN_SALT, max_age=max_age_s)
+    payload = signing.loads(token, salt=_TOKEN_SALT, max_age=timedelta(seconds=max_age_s))
     try:
         campaign_id, creative_id, variant, session_key = payload
         if variant not in VARIANTS or not valid_session_key(session_key):

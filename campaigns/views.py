@@ -73,7 +73,7 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
         raise Http404("No such creative.")
 
     session_key, new_session = _session_key(request)
-    space_id = creative.active_space_id
+    space_id = getattr(creative, "active_space_id", None)  # annotated by landing_creative
     variant = tracking.assign_variant(
         campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
     )

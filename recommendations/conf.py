@@ -72,8 +72,13 @@ DEFAULTS: dict[str, Any] = {
     # Image searches per user (or address when anonymous): each one runs the image model. None: no limit.
     "IMAGE_SEARCH_RATE": "60/minute",
     # --- Personalisation (docs/personalisation.md) ---
-    # Shopper profile: "mean", "weighted", "session" or "best_score"; a page may ask for another (?strategy=).
-    "PROFILE_STRATEGY": "best_score",
+    # Shopper profile of /for-you/ and the widget: "mean", "weighted", "session" or "best_score"; a page may ask
+    # for another with ?strategy=. weighted honours dislikes and recency and ranks browsing sessions about as
+    # well as mean (docs/benchmarks/personalisation.md).
+    "PROFILE_STRATEGY": "weighted",
+    # The preference game's profile: best_score with the products not picked as negatives finds a target in
+    # about 0.05 × the rounds of random browsing (weighted: 0.13 ×).
+    "GAME_PROFILE_STRATEGY": "best_score",
     # Products per /for-you/ page and per preference-game round.
     "FOR_YOU_LIMIT": 10,
     "GAME_ROUND_SIZE": 10,
@@ -86,7 +91,14 @@ DEFAULTS: dict[str, Any] = {
     # Only the most recent interactions build a profile: bounded work per page.
     "PROFILE_MAX_INTERACTIONS": 200,
     # How much each kind of interaction counts in the "weighted" profile (dislike is the negative side).
-    "INTERACTION_WEIGHTS": {"view": 1.0, "click": 2.0, "like": 4.0, "add_to_cart": 5.0, "purchase": 6.0, "dislike": 4.0},
+    "INTERACTION_WEIGHTS": {
+        "view": 1.0,
+        "click": 2.0,
+        "like": 4.0,
+        "add_to_cart": 5.0,
+        "purchase": 6.0,
+        "dislike": 4.0,
+    },
     # w_n in weighted = w_p·mean(positives) − w_n·mean(negatives) (also the session's long-term part).
     "NEGATIVE_WEIGHT": 0.5,
     # best_score = max cos(positive) − this × max cos(negative). 1.0: a candidate scores above 0 exactly when

@@ -1,8 +1,8 @@
 """Writes: shopper interactions, the products a session has been shown, and the expiry of anonymous profiles.
 
-Anonymous shoppers are identified by a random key kept in their Django session (no login, no personal data). Their
-interactions and shown-product rows are forgotten after ``RECOMMENDATIONS["PROFILE_MAX_AGE_S"]``: read time
-ignores older rows (so expiry holds even before the clean-up runs) and ``expire_profiles()`` deletes them
+Anonymous shoppers are identified by a random key kept in their Django session (no login, no personal data).
+Their interactions and shown-product rows are forgotten after ``RECOMMENDATIONS["PROFILE_MAX_AGE_S"]``: read
+time ignores older rows (so expiry holds even before the clean-up runs) and ``expire_profiles()`` deletes them
 (``manage.py expire_profiles`` or the beat-able task ``recommendations.expire_profiles``).
 """
 
@@ -64,8 +64,12 @@ def record_interaction(
         raise ValueError(f"unknown interaction kind {kind!r}: one of {sorted(Interaction.Kind.values)}")
     product_id = getattr(product, "pk", product)
     if dedup_window_s:
-        recent = Interaction.objects.for_shopper(session_key=shopper.session_key, user_id=shopper.user_id).filter(
-            product_id=product_id, kind=kind, created_at__gte=timezone.now() - timedelta(seconds=dedup_window_s)
+        recent = Interaction.objects.for_shopper(
+            session_key=shopper.session_key, user_id=shopper.user_id
+        ).filter(
+            product_id=product_id,
+            kind=kind,
+            created_at__gte=timezone.now() - timedelta(seconds=dedup_window_s),
         )
         if recent.exists():
             return None
@@ -87,7 +91,9 @@ def record_shown(*, session_key: str, page: str, product_ids: Iterable[int], rou
 
 
 def next_round_number(*, session_key: str, page: str) -> int:
-    latest = ShownProduct.objects.filter(session_key=session_key, page=page).aggregate(latest=Max("round"))["latest"]
+    latest = ShownProduct.objects.filter(session_key=session_key, page=page).aggregate(latest=Max("round"))[
+        "latest"
+    ]
     return 1 if latest is None else latest + 1
 
 
@@ -119,6 +125,6 @@ def expire_profiles(*, max_age_s: float | None = None) -> ExpiryReport:
 
 @shared_task(name="recommendations.expire_profiles", acks_late=True)
 def expire_profiles_task() -> dict[str, int]:
-    """Beat-able: ``CELERY_BEAT_SCHEDULE = {"expire-profiles": {"task": "recommendations.expire_profiles", ...}}``."""
+    """For Celery beat (``CELERY_BEAT_SCHEDULE`` in config/settings.py runs it every six hours)."""
     report = expire_profiles()
     return {"interactions_deleted": report.interactions_deleted, "shown_deleted": report.shown_deleted}

@@ -59,14 +59,17 @@ class InteractionOutSerializer(serializers.Serializer):
 class ForYouQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, required=False, default=8)
     strategy = serializers.ChoiceField(
-        choices=list(profiles.STRATEGIES), required=False, help_text="Profile strategy (default PROFILE_STRATEGY)."
+        choices=list(profiles.STRATEGIES),
+        required=False,
+        help_text="Profile strategy (default PROFILE_STRATEGY).",
     )
 
 
 class ForYouSerializer(serializers.Serializer):
     basis = serializers.ChoiceField(
         choices=[personalisation.PURCHASES, personalisation.PROFILE, personalisation.NOTHING],
-        help_text="purchases: neighbours of what the shopper bought; profile: nearest to what they browsed and "
+        help_text="purchases: neighbours of what the shopper bought; profile: nearest to what they browsed "
+        "and "
         "liked; none: no history yet (empty results).",
     )
     strategy = serializers.CharField()
@@ -118,7 +121,8 @@ class ForYouView(APIView):
         operation_id="recommended_for_you",
         summary="Products recommended for the current shopper",
         description=(
-            "Neighbours of the shopper's purchases (merged, de-duplicated, never a purchased product); without "
+            "Neighbours of the shopper's purchases (merged, de-duplicated, never a purchased product); "
+            "without "
             "purchases, the products nearest to their profile; without any history, an empty list "
             "(basis `none`). Nothing is remembered as shown."
         ),
@@ -135,7 +139,9 @@ class ForYouView(APIView):
             return _error(status.HTTP_400_BAD_REQUEST, "Invalid parameters.", query.errors)
         shopper = interactions.shopper_for_request(request._request, create=False)
         result = personalisation.recommended_for_you(
-            shopper=shopper, limit=query.validated_data["limit"], strategy=query.validated_data.get("strategy")
+            shopper=shopper,
+            limit=query.validated_data["limit"],
+            strategy=query.validated_data.get("strategy"),
         )
         cards = product_cards(result.items)
         return Response(

@@ -40,7 +40,10 @@ def _cards(page: personalisation.PersonalPage) -> list[dict[str, Any]]:
 
 @require_http_methods(["GET", "POST"])
 def for_you(request: HttpRequest) -> HttpResponse:
-    """GET: a fresh page of products (exploit + explore), remembered as shown. POST ``restart``: forget them."""
+    """GET: a fresh page of products (exploit + explore), remembered as shown.
+
+    POST ``restart``: forget them, so that the catalog can be shown again.
+    """
     try:
         strategy = _strategy(request)
     except ValueError as error:
@@ -56,7 +59,9 @@ def for_you(request: HttpRequest) -> HttpResponse:
         session_key=shopper.session_key,
         page=personalisation.FOR_YOU_PAGE,
         product_ids=[product.pk for product in page.products],
-        round=interactions.next_round_number(session_key=shopper.session_key, page=personalisation.FOR_YOU_PAGE),
+        round=interactions.next_round_number(
+            session_key=shopper.session_key, page=personalisation.FOR_YOU_PAGE
+        ),
     )
     return render(
         request,
@@ -85,7 +90,9 @@ def feedback(request: HttpRequest) -> HttpResponse:
         shopper=shopper, product=product, kind=kind, source=request.POST.get("source", "")[:64]
     )
     target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         target = reverse("recommendations:for-you")
     return HttpResponseRedirect(target)
 
@@ -156,7 +163,9 @@ def game(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _record_pick(request: HttpRequest, *, shopper: interactions.Shopper, state: personalisation.GameState) -> None:
+def _record_pick(
+    request: HttpRequest, *, shopper: interactions.Shopper, state: personalisation.GameState
+) -> None:
     """Only a product of the round on screen counts; a stale form (back button, double submit) is ignored."""
     product_id, number = request.POST.get("pick", ""), request.POST.get("round", "")
     if not (product_id.isdigit() and number.isdigit()):

@@ -8,7 +8,8 @@ Two layers:
   so what it measures is what the pages do;
 * database selectors that gather the history and the candidate pool for a shopper and call the pure layer.
 
-Writes (recording interactions, remembering what a session was shown) live in ``recommendations.interactions``.
+Writes (recording interactions, remembering what a session was shown) live in
+``recommendations.interactions``.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ class ProfileOptions:
     session_blend: float
 
     @classmethod
-    def from_settings(cls, strategy: str | None = None) -> ProfileOptions:
-        strategy = strategy or app_setting("PROFILE_STRATEGY")
+    def from_settings(
+        cls, strategy: str | None = None, *, default_setting: str = "PROFILE_STRATEGY"
+    ) -> ProfileOptions:
+        strategy = strategy or app_setting(default_setting)
         if strategy not in profiles.STRATEGIES:
             raise ValueError(f"unknown profile strategy {strategy!r}: one of {list(profiles.STRATEGIES)}")
         return cls(
@@ -105,7 +108,9 @@ def shopper_profile(history: HistoryVectors, options: ProfileOptions) -> profile
     def weights(kinds: Sequence[str], ages_s: Sequence[float]) -> np.ndarray:
         return np.asarray(
             [
-                profiles.interaction_weight(kind, age, half_life_s=options.half_life_s, weights=options.kind_weights)
+                profiles.interaction_weight(
+                    kind, age, half_life_s=options.half_life_s, weights=options.kind_weights
+                )
                 for kind, age in zip(kinds, ages_s, strict=True)
             ],
             dtype=np.float64,
@@ -119,7 +124,9 @@ def shopper_profile(history: HistoryVectors, options: ProfileOptions) -> profile
         positives=history.positives,
         positive_weights=weights(history.positive_kinds, history.positive_ages_s),
         negatives=history.negatives if len(history.negatives) else None,
-        negative_weights=weights(history.negative_kinds, history.negative_ages_s) if len(history.negatives) else None,
+        negative_weights=weights(history.negative_kinds, history.negative_ages_s)
+        if len(history.negatives)
+        else None,
         session=history.positives[in_session] if in_session.any() else None,
         w_neg=options.negative_weight,
         neg_weight=options.best_score_negative_weight,
@@ -127,15 +134,23 @@ def shopper_profile(history: HistoryVectors, options: ProfileOptions) -> profile
     )
 
 
-def game_history(picks: np.ndarray, rejects: np.ndarray, *, reject_kind: str | None = "hide") -> HistoryVectors:
+def game_history(
+    picks: np.ndarray, rejects: np.ndarray, *, reject_kind: str | None = "hide"
+) -> HistoryVectors:
     """The preference game's history: each pick is a "like" of this session, oldest first; the products shown
     beside a pick but not chosen count as weak negatives of ``reject_kind`` (None: ignored).
 
     Ages are 0: a game lasts minutes, far below any sensible half-life.
     """
-    dimensions = picks.shape[1] if picks.ndim == 2 and picks.size else (rejects.shape[1] if rejects.size else 1)
+    dimensions = (
+        picks.shape[1] if picks.ndim == 2 and picks.size else (rejects.shape[1] if rejects.size else 1)
+    )
     picks = picks.reshape(-1, dimensions) if picks.size else np.zeros((0, dimensions), np.float32)
-    rejects = rejects.reshape(-1, dimensions) if rejects.size and reject_kind else np.zeros((0, dimensions), np.float32)
+    rejects = (
+        rejects.reshape(-1, dimensions)
+        if rejects.size and reject_kind
+        else np.zeros((0, dimensions), np.float32)
+    )
     return HistoryVectors(
         positives=picks,
         positive_kinds=["like"] * len(picks),
@@ -236,7 +251,9 @@ def shopper_history(*, shopper: Shopper, limit: int | None = None) -> ShopperHis
         Interaction.objects.for_shopper(session_key=shopper.session_key, user_id=shopper.user_id)
         .filter(Q(user__isnull=False) | Q(created_at__gte=cutoff))
         .order_by("-created_at", "-pk")
-        .values_list("product_id", "kind", "created_at", "session_key")[: limit or app_setting("PROFILE_MAX_INTERACTIONS")]
+        .values_list("product_id", "kind", "created_at", "session_key")[
+            : limit or app_setting("PROFILE_MAX_INTERACTIONS")
+        ]
     )
     rows.reverse()
     verdict: dict[int, str] = {}
@@ -289,7 +306,9 @@ def history_vectors(history: ShopperHistory, *, space: EmbeddingSpace) -> Histor
 
 
 def shown_product_ids(*, session_key: str, page: str) -> set[int]:
-    return set(ShownProduct.objects.filter(session_key=session_key, page=page).values_list("product_id", flat=True))
+    return set(
+        ShownProduct.objects.filter(session_key=session_key, page=page).values_list("product_id", flat=True)
+    )
 
 
 # --- Candidate pools from the database ----------------------------------------------------------------------
@@ -329,7 +348,9 @@ def candidate_pool(
     """
     ids: list[int] = []
     if profile is None:
-        ids = _random_candidates(space=space, filters=filters, size=COLD_START_POOL_FACTOR * (k_exploit + k_explore))
+        ids = _random_candidates(
+            space=space, filters=filters, size=COLD_START_POOL_FACTOR * (k_exploit + k_explore)
+        )
     else:
         if k_exploit > 0:
             for query in profile.query_vectors[-MAX_QUERY_VECTORS:]:
@@ -395,7 +416,9 @@ def select_page(
 ) -> PersonalPage:
     k_exploit, k_explore = split_slots(limit, explore_ratio)
     filters = ProductFilter().excluding(exclude_ids)
-    pool = candidate_pool(profile=profile, space=space, filters=filters, k_exploit=k_exploit, k_explore=k_explore)
+    pool = candidate_pool(
+        profile=profile, space=space, filters=filters, k_exploit=k_exploit, k_explore=k_explore
+    )
     selection = select_products(
         profile=profile,
         pool_ids=pool.ids,
@@ -440,7 +463,8 @@ def for_you_page(
         profile=profile,
         strategy=options.strategy,
         space=space,
-        exclude_ids=shown_product_ids(session_key=shopper.session_key, page=FOR_YOU_PAGE) | set(history.purchased_ids),
+        exclude_ids=shown_product_ids(session_key=shopper.session_key, page=FOR_YOU_PAGE)
+        | set(history.purchased_ids),
         limit=limit or app_setting("FOR_YOU_LIMIT"),
         explore_ratio=app_setting("EXPLORE_RATIO") if explore_ratio is None else explore_ratio,
         explore_mode=app_setting("EXPLORE_MODE"),
@@ -514,7 +538,7 @@ def next_game_round(
 
     The caller records it with ``interactions.record_shown(page=GAME_PAGE, round=...)``.
     """
-    options = ProfileOptions.from_settings(strategy)
+    options = ProfileOptions.from_settings(strategy, default_setting="GAME_PROFILE_STRATEGY")
     space = active_space()
     if space is None:
         return PersonalPage(options.strategy, [], [], [], cold_start=True, reason=NO_ACTIVE_SPACE)
@@ -538,7 +562,7 @@ def next_game_round(
     )
 
 
-# --- Purchase history and the "recommended for you" widget ---------------------------------------------------
+# --- Purchase history and the "recommended for you" widget --------------------------------------------
 
 PURCHASES = "purchases"
 PROFILE = "profile"
@@ -554,7 +578,7 @@ class Recommendations:
 
 def purchase_recommendations(*, purchased_ids: Sequence[int], limit: int) -> list[ScoredProduct]:
     """Neighbours of the purchased products, merged round-robin (most recent purchase first) and
-    de-duplicated, never a purchased product. Round-robin keeps one big purchase from crowding out the rest."""
+    de-duplicated, never a purchased product. Round-robin keeps one purchase from crowding out the rest."""
     purchased = list(purchased_ids)[: app_setting("PURCHASE_HISTORY_MAX")]
     products = _load_in_order(purchased)
     filters = ProductFilter().excluding(purchased_ids)
@@ -567,7 +591,9 @@ def purchase_recommendations(*, purchased_ids: Sequence[int], limit: int) -> lis
     return list(merged.values())
 
 
-def recommended_for_you(*, shopper: Shopper | None, limit: int, strategy: str | None = None) -> Recommendations:
+def recommended_for_you(
+    *, shopper: Shopper | None, limit: int, strategy: str | None = None
+) -> Recommendations:
     """For the ``{% recommended_for_you %}`` tag and ``GET /api/recommendations/for-you/``.
 
     Shoppers with purchases get the neighbours of what they bought; otherwise the products nearest their
@@ -581,16 +607,26 @@ def recommended_for_you(*, shopper: Shopper | None, limit: int, strategy: str | 
     history = shopper_history(shopper=shopper)
     if history.purchased_ids:
         return Recommendations(
-            PURCHASES, options.strategy, purchase_recommendations(purchased_ids=history.purchased_ids, limit=limit)
+            PURCHASES,
+            options.strategy,
+            purchase_recommendations(purchased_ids=history.purchased_ids, limit=limit),
         )
     profile = shopper_profile(history_vectors(history, space=space), options)
     if profile is None:
         return Recommendations(NOTHING, options.strategy, [])
     pool = candidate_pool(
-        profile=profile, space=space, filters=ProductFilter().excluding(history.product_ids), k_exploit=limit, k_explore=0
+        profile=profile,
+        space=space,
+        filters=ProductFilter().excluding(history.product_ids),
+        k_exploit=limit,
+        k_explore=0,
     )
     scores = profile.score(pool.vectors) if pool.ids else np.zeros(0)
     order = np.argsort(-scores, kind="stable")[:limit]
     products = product_model()._default_manager.order_by().in_bulk([pool.ids[i] for i in order])
-    items = [ScoredProduct(product=products[pool.ids[i]], score=float(scores[i])) for i in order if pool.ids[i] in products]
+    items = [
+        ScoredProduct(product=products[pool.ids[i]], score=float(scores[i]))
+        for i in order
+        if pool.ids[i] in products
+    ]
     return Recommendations(PROFILE, options.strategy, items)

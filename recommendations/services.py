@@ -14,8 +14,10 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -448,16 +450,22 @@ def _embed_into_space(
 ) -> None:
     started = time.perf_counter()
     batch_size = int(batch_size or app_setting("BATCH_SIZE"))
-    file_field, product_field = _image_file_field(), _image_product_field()
-    product_attname = catalog.image_model()._meta.get_field(product_field).attname
-    rows = list(embeddable_images().filter(pk__in=ids).only("pk", product_field, file_field).order_by("pk"))
+    file_field = _image_file_field()
+    image_model = catalog.image_model()
+    storage = image_model._meta.get_field(file_field).storage
+    product_attname = image_model._meta.get_field(_image_product_field()).attname
+    # Plain values, not model instances: an ImageField with width/height fields would read them (a query
+    # per row when deferred) as each instance is built.
+    rows: list[tuple[int, int, str]] = list(
+        embeddable_images().filter(pk__in=ids).order_by("pk").values_list("pk", product_attname, file_field)
+    )
     report.unavailable += len(ids) - len(rows)
     if not rows:
         return
     existing = {
         image_id: (sha256, product_id)
         for image_id, sha256, product_id in ImageEmbedding.objects.filter(
-            space=space, image_id__in=[row.pk for row in rows]
+            space=space, image_id__in=[image_id for image_id, _, _ in rows]
         ).values_list("image_id", "sha256", "product_id")
     }
 
@@ -468,15 +476,15 @@ def _embed_into_space(
                 to_embed: list[tuple[_Item, bytes]] = []
                 skipped: list[_Item] = []
                 failures: list[tuple[_Item, str]] = []
-                datas = reader.map(lambda row: _read_file(getattr(row, file_field)), chunk)
-                for row, data in zip(chunk, datas, strict=True):
-                    product_id = getattr(row, product_attname)
+                datas = reader.map(lambda row: _read_file(storage, row[2]), chunk)
+                for (image_id, product_id, name), data in zip(chunk, datas, strict=True):
                     if data is None:
-                        name = getattr(row, file_field).name
-                        failures.append((_Item(row.pk, product_id, ""), f"file missing from storage: {name}"))
+                        failures.append(
+                            (_Item(image_id, product_id, ""), f"file missing from storage: {name}")
+                        )
                         continue
-                    item = _Item(row.pk, product_id, hashlib.sha256(data).hexdigest())
-                    if not force and existing.get(row.pk) == (item.sha256, product_id):
+                    item = _Item(image_id, product_id, hashlib.sha256(data).hexdigest())
+                    if not force and existing.get(image_id) == (item.sha256, product_id):
                         skipped.append(item)
                     else:
                         to_embed.append((item, data))
@@ -551,10 +559,10 @@ def _chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield rows[start : start + size]
 
 
-def _read_file(field_file: Any) -> bytes | None:
+def _read_file(storage: Any, name: str) -> bytes | None:
     """The stored bytes, or None when the file is gone; other storage errors (OSError) propagate."""
     try:
-        with field_file.storage.open(field_file.name, "rb") as stream:
+        with storage.open(name, "rb") as stream:
             return stream.read()
     except FileNotFoundError:
         return None
@@ -566,37 +574,77 @@ def _write_rows(
     vectors: np.ndarray | Sequence[np.ndarray],
     failures: Sequence[tuple[_Item, str]],
 ) -> None:
-    rows = [
-        ImageEmbedding(
-            space=space,
-            image_id=item.image_id,
-            product_id=item.product_id,
-            sha256=item.sha256,
-            vector=vector,
-            status=ImageEmbedding.Status.EMBEDDED,
-            failure_reason="",
-        )
+    """Upsert image embeddings on (space, image), vectors sent in binary.
+
+    pgvector's Django field sends a vector as text, about 4 ms per 1,280-d row in Python: a tenth of the
+    model's time per image on a 2-core CPU. The binary form is the float16 bytes themselves.
+    """
+    rows: list[tuple[Any, ...]] = [
+        (space.pk, item.image_id, item.product_id, item.sha256, vector, ImageEmbedding.Status.EMBEDDED, "")
         for item, vector in zip(items, vectors, strict=True)
     ]
     rows += [
-        ImageEmbedding(
-            space=space,
-            image_id=item.image_id,
-            product_id=item.product_id,
-            sha256=item.sha256,
-            vector=None,
-            status=ImageEmbedding.Status.FAILED,
-            failure_reason=reason[:_FAILURE_REASON_MAX_CHARS],
+        (
+            space.pk,
+            item.image_id,
+            item.product_id,
+            item.sha256,
+            None,
+            ImageEmbedding.Status.FAILED,
+            reason[:_FAILURE_REASON_MAX_CHARS],
         )
         for item, reason in failures
     ]
-    if rows:
-        ImageEmbedding.objects.bulk_create(
+    if not rows:
+        return
+    table = connection.ops.quote_name(ImageEmbedding._meta.db_table)
+    with _binary_cursor() as cursor:
+        cursor.executemany(
+            f"""
+            INSERT INTO {table}
+                (space_id, image_id, product_id, sha256, vector, status, failure_reason, created_at)
+            VALUES (%s, %s, %s, %s, %b, %s, %s, now())
+            ON CONFLICT (space_id, image_id) DO UPDATE SET
+                product_id = EXCLUDED.product_id, sha256 = EXCLUDED.sha256, vector = EXCLUDED.vector,
+                status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason
+            """,
             rows,
-            update_conflicts=True,
-            unique_fields=["space", "image"],
-            update_fields=["product", "sha256", "vector", "status", "failure_reason"],
         )
+
+
+_halfvec_oids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _binary_cursor() -> Iterator[Any]:
+    """A psycopg cursor on Django's connection (same transaction) that sends numpy arrays as halfvec."""
+    from psycopg import Cursor
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+    from psycopg.types import TypeInfo
+
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw not in _halfvec_oids:
+        # Not registered on the connection: selectors registers its own loaders when it finds none there.
+        info = TypeInfo.fetch(raw, "halfvec")
+        if info is None:
+            raise RuntimeError("The pgvector extension (type halfvec) is not installed in this database.")
+        _halfvec_oids[raw] = info.oid
+
+    class HalfvecDumper(Dumper):
+        format = Format.BINARY
+        oid = _halfvec_oids[raw]
+
+        def dump(self, obj: np.ndarray) -> bytes:
+            # Binary halfvec: uint16 dimensions, uint16 unused, then big-endian float16 values.
+            values = np.asarray(obj, dtype=">f2")
+            return struct.pack(">HH", values.shape[0], 0) + values.tobytes()
+
+    # Django's cursors bind parameters client-side, as text; this one binds them on the server.
+    with Cursor(raw) as cursor:
+        cursor.adapters.register_dumper(np.ndarray, HalfvecDumper)  # this cursor only
+        yield cursor
 
 
 def _copy_known_vectors(space: EmbeddingSpace, items: Sequence[_Item]) -> dict[int, tuple[_Item, str | None]]:

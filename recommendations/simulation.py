@@ -29,8 +29,8 @@ from recommendations.personalisation import (
     EXPLOIT_POOL_FACTOR,
     EXPLORE_POOL_FACTOR,
     MAX_QUERY_VECTORS,
-    ProfileOptions,
     HistoryVectors,
+    ProfileOptions,
     game_history,
     select_products,
     shopper_profile,
@@ -102,12 +102,18 @@ def load_myntra_vectors(
     photo set or encoder never reuses stale vectors. Embedding all ~4,900 distinct photos takes a few minutes
     on two CPU cores; later runs load the cache in well under a second.
     """
-    rows = read_myntra_labels(data_dir)
-    if limit is not None:
-        rows = rows[:limit]
-    digest = hashlib.sha256(("\n".join(r["md5"] for r in rows)).encode()).hexdigest()[:12]
-    cache_path = cache_dir / f"myntra-{encoder_key}-{weights.replace('/', '_')}-{digest}.npz"
-    if cache_path.exists():
+    every_row = read_myntra_labels(data_dir)
+    rows = every_row[:limit] if limit is not None else every_row
+
+    def cache_file(selected: list[dict[str, str]]) -> Path:
+        digest = hashlib.sha256(("\n".join(r["md5"] for r in selected)).encode()).hexdigest()[:12]
+        return cache_dir / f"myntra-{encoder_key}-{weights.replace('/', '_')}-{digest}.npz"
+
+    cache_path, whole_set = cache_file(rows), cache_file(every_row)
+    if not cache_path.exists() and whole_set.exists():  # a subset of an embedded whole set: slice it
+        cached = np.load(whole_set, allow_pickle=False)
+        vectors, weights_id = cached["vectors"][: len(rows)], str(cached["weights_id"])
+    elif cache_path.exists():
         cached = np.load(cache_path, allow_pickle=False)
         vectors, weights_id = cached["vectors"], str(cached["weights_id"])
     else:
@@ -245,7 +251,9 @@ def memory_pool(
         scores = (vectors @ profile.query_vectors[-MAX_QUERY_VECTORS:].T).T  # (queries, n)
     scores[:, shown] = -np.inf
     parts = [np.argpartition(-row, per_query - 1)[:per_query] for row in scores] if per_query else []
-    parts.append(rng.choice(unseen, size=min(unseen.size, EXPLORE_POOL_FACTOR * config.k_explore), replace=False))
+    parts.append(
+        rng.choice(unseen, size=min(unseen.size, EXPLORE_POOL_FACTOR * config.k_explore), replace=False)
+    )
     pool = np.concatenate(parts)
     _, first = np.unique(pool, return_index=True)
     return pool[np.sort(first)]
@@ -345,7 +353,10 @@ def run_target_finding(
         for judge_name in judges:
             for strategy in strategies:
                 config = RoundConfig(
-                    options=options(strategy), k_exploit=k_exploit, k_explore=k_explore, explore_mode=explore_mode
+                    options=options(strategy),
+                    k_exploit=k_exploit,
+                    k_explore=k_explore,
+                    explore_mode=explore_mode,
                 )
                 rounds = []
                 for number, target in enumerate(target_rows):
@@ -365,7 +376,9 @@ def run_target_finding(
                         )
                     )
                 results.append(
-                    TargetResult(strategy, judge_name, k_exploit, k_explore, np.asarray(rounds, dtype=np.float64))
+                    TargetResult(
+                        strategy, judge_name, k_exploit, k_explore, np.asarray(rounds, dtype=np.float64)
+                    )
                 )
     return results
 
@@ -408,7 +421,9 @@ def simulate_sessions(
         if stray not in groups[group]:
             events.insert(int(rng.integers(len(events) + 1)), (stray, "view"))
         article_type = data.article_types[rows[0]]
-        other_colours = np.flatnonzero((data.article_types == article_type) & (data.colours != data.colours[rows[0]]))
+        other_colours = np.flatnonzero(
+            (data.article_types == article_type) & (data.colours != data.colours[rows[0]])
+        )
         if other_colours.size:
             events.insert(int(rng.integers(len(events) + 1)), (int(rng.choice(other_colours)), "dislike"))
         seen = {row for row, _ in events}
@@ -470,7 +485,9 @@ def run_leave_last_out(
     options = options or ProfileOptions.from_settings
     rng = np.random.default_rng(seed)
     test_sessions = simulate_sessions(data, sessions=sessions, rng=rng)
-    popularity = Counter(row for s in simulate_sessions(data, sessions=5 * sessions, rng=rng) for row in s.history_rows)
+    popularity = Counter(
+        row for s in simulate_sessions(data, sessions=5 * sessions, rng=rng) for row in s.history_rows
+    )
     popular_order = [row for row, _ in popularity.most_common()] + [
         row for row in range(len(data)) if row not in popularity
     ]
@@ -504,14 +521,16 @@ def run_leave_last_out(
 def target_table(results: Sequence[TargetResult], *, n: int) -> str:
     """Markdown: mean / median rounds per strategy, judge and slots, with the ratio to random browsing."""
     lines = [
-        "| strategy | judge | exploit + explore | mean rounds | median rounds | mean ÷ random | random (N/2k) |",
+        "| strategy | judge | exploit + explore | mean rounds | median rounds | mean ÷ random "
+        "| random (N/2k) |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
     for result in results:
         random_rounds = random_browsing_rounds(n, result.k_exploit + result.k_explore)
         lines.append(
-            f"| {result.strategy} | {result.judge} | {result.k_exploit} + {result.k_explore} | {result.mean:.1f} | "
-            f"{result.median:.1f} | {result.mean / random_rounds:.3f} | {random_rounds:.1f} |"
+            f"| {result.strategy} | {result.judge} | {result.k_exploit} + {result.k_explore} "
+            f"| {result.mean:.1f} | {result.median:.1f} | {result.mean / random_rounds:.3f} "
+            f"| {random_rounds:.1f} |"
         )
     return "\n".join(lines)
 

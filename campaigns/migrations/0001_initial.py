@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=200)),
-                ('slug', models.SlugField(help_text='The landing page is /c/<slug>/.', max_length=100, unique=True, validators=[campaigns.models.validate_not_reserved])),
+                ('slug', models.SlugField(help_text='The landing page address: /c/this-slug/.', max_length=100, unique=True, validators=[campaigns.models.validate_not_reserved])),
                 ('status', models.CharField(choices=[('draft', 'Draft'), ('live', 'Live'), ('ended', 'Ended')], db_index=True, default='draft', max_length=8)),
                 ('starts_at', models.DateTimeField(blank=True, help_text='Empty: as soon as it is live.', null=True)),
                 ('ends_at', models.DateTimeField(blank=True, help_text='Empty: until it is set to ended.', null=True)),
@@ -79,7 +79,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(blank=True, max_length=200)),
-                ('slug', models.SlugField(help_text='Its own landing page is /c/<campaign>/<slug>/; the first creative is also /c/<campaign>/.', max_length=100, validators=[campaigns.models.validate_not_reserved])),
+                ('slug', models.SlugField(help_text='Landing page: /c/campaign-slug/this-slug/ (the first creative\'s also /c/campaign-slug/).', max_length=100, validators=[campaigns.models.validate_not_reserved])),
                 ('position', models.PositiveSmallIntegerField(default=0)),
                 ('image', models.ImageField(blank=True, height_field='height', max_length=300, upload_to=campaigns.models.creative_image_path, width_field='width')),
                 ('image_url', models.URLField(blank=True, help_text="Instead of an upload: the ad image's address (fetched once).", max_length=2000)),

@@ -46,7 +46,9 @@ def recommended_for_you(
     request = context.get("request")
     shopper = interactions.shopper_for_request(request, create=False) if request is not None else None
     result = personalisation.recommended_for_you(shopper=shopper, limit=int(limit), strategy=strategy)
-    default_title = "Inspired by your purchases" if result.basis == personalisation.PURCHASES else "Recommended for you"
+    default_title = (
+        "Inspired by your purchases" if result.basis == personalisation.PURCHASES else "Recommended for you"
+    )
     return {
         "cards": selectors.product_cards(result.items),
         "basis": result.basis,

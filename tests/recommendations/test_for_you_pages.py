@@ -38,7 +38,9 @@ def cluster_of(product_id: int, catalog) -> int:
 def cards(html: str, css_class: str = "personal-product") -> list[tuple[int, str]]:
     return [
         (int(pk), role)
-        for pk, role in re.findall(rf'class="product-card {css_class}" data-product-id="(\d+)" data-role="([\w-]+)"', html)
+        for pk, role in re.findall(
+            rf'class="product-card {css_class}" data-product-id="(\d+)" data-role="([\w-]+)"', html
+        )
     ]
 
 
@@ -66,7 +68,9 @@ def test_for_you_cold_start_then_likes_shape_the_next_page(catalog):
     # The like button is a plain form: it needs the CSRF token and no JavaScript.
     form = {"product": liked, "kind": "like", "source": "for-you", "next": "/for-you/"}
     assert client.post(reverse("recommendations:feedback"), form).status_code == 403
-    response = client.post(reverse("recommendations:feedback"), {**form, "csrfmiddlewaretoken": csrf_token(client, html)})
+    response = client.post(
+        reverse("recommendations:feedback"), {**form, "csrfmiddlewaretoken": csrf_token(client, html)}
+    )
     assert response.status_code == 302 and response["Location"] == "/for-you/"
     assert Interaction.objects.get(kind="like").product_id == liked
 
@@ -91,10 +95,14 @@ def test_dislike_and_strategy_parameter(client, catalog):
     assert client.get("/for-you/?strategy=astrology").status_code == 400
     bad = client.post(reverse("recommendations:feedback"), {"product": catalog[0].pk, "kind": "adore"})
     assert bad.status_code == 400
-    assert client.post(reverse("recommendations:feedback"), {"product": 999999, "kind": "like"}).status_code == 404
+    assert (
+        client.post(reverse("recommendations:feedback"), {"product": 999999, "kind": "like"}).status_code
+        == 404
+    )
     # An open redirect through ?next= is refused.
     away = client.post(
-        reverse("recommendations:feedback"), {"product": catalog[0].pk, "kind": "like", "next": "https://evil.example/"}
+        reverse("recommendations:feedback"),
+        {"product": catalog[0].pk, "kind": "like", "next": "https://evil.example/"},
     )
     assert away["Location"] == "/for-you/"
 
@@ -123,7 +131,9 @@ def test_the_game_round_by_round(client, catalog):
     html = client.get(reverse("recommendations:game")).content.decode()
     round1 = game_cards(html)
     assert len(round1) == 10 and 'data-round="1"' in html
-    assert game_cards(client.get("/for-you/game/").content.decode()) == round1  # a reload shows the same round
+    assert (
+        game_cards(client.get("/for-you/game/").content.decode()) == round1
+    )  # a reload shows the same round
 
     pick = next(pk for pk in round1 if cluster_of(pk, catalog) == 1)
     stale = client.post("/for-you/game/", {"pick": pick, "round": "7"})  # not the round on screen: ignored
@@ -157,7 +167,10 @@ def test_interactions_api_records_for_the_session_and_checks_csrf(catalog):
     stored = Interaction.objects.get(pk=response.json()["id"])
     assert stored.session_key == client.session[interactions.SESSION_SHOPPER_KEY]
     bad = client.post(
-        url, {"product": 999999, "kind": "wink"}, content_type="application/json", headers={"X-CSRFToken": token}
+        url,
+        {"product": 999999, "kind": "wink"},
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
     )
     assert bad.status_code == 400 and set(bad.json()["errors"]) == {"product", "kind"}
 
@@ -165,7 +178,7 @@ def test_interactions_api_records_for_the_session_and_checks_csrf(catalog):
 def test_for_you_api_purchases_profile_and_nothing(client, catalog):
     url = reverse("recommendations:api-for-you")
     empty = client.get(url).json()
-    assert empty == {"basis": "none", "strategy": "best_score", "count": 0, "results": []}
+    assert empty == {"basis": "none", "strategy": "weighted", "count": 0, "results": []}
     client.get("/for-you/")
     client.post(reverse("recommendations:api-interactions"), {"product": catalog[3].pk, "kind": "like"})
     profile = client.get(url, {"limit": 4, "strategy": "mean"}).json()
@@ -189,7 +202,10 @@ def test_recommended_for_you_template_tag(client, catalog):
     shopper = interactions.shopper_for_request(request)
     interactions.record_interaction(shopper=shopper, product=catalog[5], kind="purchase")
     html = template.render(Context({"request": request}))
-    ids = [int(pk) for pk in re.findall(r'class="product-card recommended-product" data-product-id="(\d+)"', html)]
+    ids = [
+        int(pk)
+        for pk in re.findall(r'class="product-card recommended-product" data-product-id="(\d+)"', html)
+    ]
     assert 'data-basis="purchases"' in html and len(ids) == 3 and catalog[5].pk not in ids
     assert {cluster_of(pk, catalog) for pk in ids} == {1}
     assert f'href="/for-you/go/{ids[0]}/?source=recommended-for-you"' in html

@@ -22,6 +22,7 @@ from recommendations.imaging import (
     image_info,
     is_gpu_decodable,
     iter_batches,
+    iter_batches_on_gpu,
     load_image,
 )
 
@@ -340,6 +341,40 @@ def test_decode_jpegs_on_gpu_leaves_other_formats_to_the_cpu():
     # Nothing here is GPU-decodable, so no device is touched and this runs anywhere.
     datas = [encode(photo(), "PNG"), encode(photo(), "JPEG", progressive=True), b""]
     assert decode_jpegs_on_gpu(datas, "cuda") == [None, None, None]
+
+
+def test_oversized_jpegs_are_not_sent_to_the_gpu():
+    small, large = encode(photo((40, 30)), "JPEG"), encode(photo((200, 100)), "JPEG")
+    # The CPU device runs the same torchvision batch decoder: the selection logic is what is tested.
+    decoded = decode_jpegs_on_gpu([small, large], "cpu", max_pixels=10_000)
+    assert decoded[0] is not None and tuple(decoded[0].shape) == (3, 30, 40)
+    assert decoded[1] is None  # left to load_image(), which refuses it with a reason
+
+
+def test_iter_batches_on_gpu_matches_the_cpu_pipeline():
+    """The GPU pipeline's logic, run on the CPU device: same keys, failures and (nearly) the same tensors."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms._presets import ImageClassification
+
+    preprocess = ImageClassification(crop_size=56, resize_size=64, interpolation=InterpolationMode.BILINEAR)
+    items = [
+        ("baseline-a", encode(photo((96, 64), seed=1), "JPEG", quality=95)),
+        ("png", encode(photo((80, 80), seed=2), "PNG")),
+        ("baseline-b", encode(photo((96, 64), seed=3), "JPEG", quality=95)),  # same size: one resize call
+        ("broken", b"\xff\xd8\xff\xe0 not really a jpeg"),
+        ("progressive", encode(photo((70, 90), seed=4), "JPEG", progressive=True, quality=95)),
+        ("baseline-c", encode(photo((120, 60), seed=5), "JPEG", quality=95)),
+    ]
+    on_device = list(iter_batches_on_gpu(items, preprocess=preprocess, batch_size=4, workers=2, device="cpu"))
+    on_cpu = list(iter_batches(items, preprocess=preprocess, batch_size=4, workers=2))
+
+    assert [batch.keys for batch in on_device] == [batch.keys for batch in on_cpu]
+    assert [batch.keys for batch in on_device] == [["baseline-a", "png", "baseline-b"], ["progressive", "baseline-c"]]
+    assert [key for batch in on_device for key, _ in batch.failures] == ["broken"]
+    for device_batch, cpu_batch in zip(on_device, on_cpu, strict=True):
+        assert device_batch.tensor.shape == cpu_batch.tensor.shape
+        # Tensor and PIL resizing round differently; a mix-up of images would be far off.
+        assert (device_batch.tensor - cpu_batch.tensor).abs().mean() < 0.05
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA for nvJPEG")

@@ -24,7 +24,9 @@ def age(rows, *, seconds: float) -> None:
     """Backdate rows (auto_now_add cannot be set on create)."""
     model = type(rows[0])
     column = "created_at" if model is Interaction else "shown_at"
-    model.objects.filter(pk__in=[r.pk for r in rows]).update(**{column: timezone.now() - timedelta(seconds=seconds)})
+    model.objects.filter(pk__in=[r.pk for r in rows]).update(
+        **{column: timezone.now() - timedelta(seconds=seconds)}
+    )
 
 
 def test_record_interaction_stores_the_shopper_and_deduplicates_within_the_window(make_product):
@@ -32,7 +34,9 @@ def test_record_interaction_stores_the_shopper_and_deduplicates_within_the_windo
     shopper = Shopper(session_key="s1")
     first = interactions.record_interaction(shopper=shopper, product=product, kind="view", dedup_window_s=60)
     again = interactions.record_interaction(shopper=shopper, product=product, kind="view", dedup_window_s=60)
-    other_kind = interactions.record_interaction(shopper=shopper, product=product, kind="like", dedup_window_s=60)
+    other_kind = interactions.record_interaction(
+        shopper=shopper, product=product, kind="like", dedup_window_s=60
+    )
     assert first is not None and again is None and other_kind is not None
     assert (first.session_key, first.product_id, first.kind) == ("s1", product.pk, "view")
     age([first], seconds=120)
@@ -47,7 +51,9 @@ def test_shown_products_are_remembered_once_per_page_and_can_be_forgotten(make_p
     interactions.record_shown(session_key="s", page="game", product_ids=[a.pk, b.pk], round=1)
     interactions.record_shown(session_key="s", page="game", product_ids=[a.pk], round=2)  # already shown
     interactions.record_shown(session_key="s", page="for-you", product_ids=[a.pk], round=1)
-    assert list(ShownProduct.objects.filter(page="game").values_list("product_id", "round").order_by("pk")) == [
+    assert list(
+        ShownProduct.objects.filter(page="game").values_list("product_id", "round").order_by("pk")
+    ) == [
         (a.pk, 1),
         (b.pk, 1),
     ]
@@ -56,7 +62,9 @@ def test_shown_products_are_remembered_once_per_page_and_can_be_forgotten(make_p
     assert ShownProduct.objects.filter(page="for-you").count() == 1
 
 
-def test_expire_profiles_forgets_old_anonymous_history_but_keeps_users_and_recent_rows(make_product, django_user_model):
+def test_expire_profiles_forgets_old_anonymous_history_but_keeps_users_and_recent_rows(
+    make_product, django_user_model
+):
     product = make_product(image=None)
     user = django_user_model.objects.create_user("shopper", password="x" * 12)
     old_anonymous = Interaction.objects.create(session_key="old", product=product, kind="like")
@@ -97,7 +105,7 @@ def test_the_shopper_key_lives_in_the_session_and_survives_login(client, django_
     assert shopper is not None and len(shopper.session_key) == 32
     assert interactions.shopper_for_request(request) == shopper
 
-    # Through real requests: the key set by a page is the same after logging in (Django cycles the session key).
+    # Through real requests: the key set by a page survives login (where Django cycles the session key).
     client.get("/for-you/")
     key = client.session[interactions.SESSION_SHOPPER_KEY]
     user = django_user_model.objects.create_user("alice", password="x" * 12)

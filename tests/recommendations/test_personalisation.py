@@ -1,4 +1,4 @@
-"""Personalised selection: the pure layer shared with the simulator, and the database selectors on top of it."""
+"""Personalised selection: the pure layer shared with the simulator, and the database selectors on top."""
 
 from __future__ import annotations
 
@@ -26,7 +26,14 @@ def unit(*values: float) -> np.ndarray:
 def options(strategy: str, **changes) -> ProfileOptions:
     base = ProfileOptions(
         strategy=strategy,
-        kind_weights={"view": 1.0, "click": 2.0, "like": 4.0, "add_to_cart": 5.0, "purchase": 6.0, "dislike": 4.0},
+        kind_weights={
+            "view": 1.0,
+            "click": 2.0,
+            "like": 4.0,
+            "add_to_cart": 5.0,
+            "purchase": 6.0,
+            "dislike": 4.0,
+        },
         half_life_s=7 * 86400.0,
         negative_weight=0.5,
         best_score_negative_weight=1.0,
@@ -58,7 +65,9 @@ def test_weighted_profile_uses_kind_weights_and_half_life_from_the_options():
     profile = personalisation.shopper_profile(h, options("weighted"))
     np.testing.assert_allclose(profile.vector, [0.99655, 0.08305], atol=1e-5)
     # The plain mean ignores kinds and age: [0.7071, 0.7071].
-    np.testing.assert_allclose(personalisation.shopper_profile(h, options("mean")).vector, [0.70711] * 2, atol=1e-5)
+    np.testing.assert_allclose(
+        personalisation.shopper_profile(h, options("mean")).vector, [0.70711] * 2, atol=1e-5
+    )
     assert personalisation.shopper_profile(history(np.zeros((0, 2)), [], []), options("mean")) is None
 
 
@@ -193,14 +202,19 @@ def test_leave_last_out_scores_a_profile_above_popularity():
         encoder="synthetic",
         weights_id="none",
     )
-    table = simulation.run_leave_last_out(data, strategies=["mean", "best_score"], sessions=60, k=10, seed=2, options=options)
+    table = simulation.run_leave_last_out(
+        data, strategies=["mean", "best_score"], sessions=60, k=10, seed=2, options=options
+    )
     assert set(table) == {"mean", "best_score", "popularity"}
     for name in ("mean", "best_score"):
         assert table[name]["ndcg@10"] > table["popularity"]["ndcg@10"]
-        assert 0.0 <= table[name]["precision@10"] <= 1.0 and table[name]["hit_rate@10"] >= table[name]["precision@10"]
+        assert (
+            0.0 <= table[name]["precision@10"] <= 1.0
+            and table[name]["hit_rate@10"] >= table[name]["precision@10"]
+        )
 
 
-# --- database selectors ---------------------------------------------------------------------------------------
+# --- database selectors -----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -250,7 +264,10 @@ def test_for_you_never_repeats_a_product_across_twenty_pages(catalog):
 
     other_store = Store.objects.create(name="Second store")
     more = create_catalog(
-        other_store, clustered_vectors(100, DIMENSIONS, seed=4), space=personalisation.active_space(), categories=()
+        other_store,
+        clustered_vectors(100, DIMENSIONS, seed=4),
+        space=personalisation.active_space(),
+        categories=(),
     )
     assert len(catalog) + len(more) == 220
     shopper = Shopper("twenty")
@@ -259,7 +276,12 @@ def test_for_you_never_repeats_a_product_across_twenty_pages(catalog):
     for round_number in range(1, 21):
         page = personalisation.for_you_page(shopper=shopper, rng=np.random.default_rng(round_number))
         ids = [p.pk for p in page.products]
-        record_shown(session_key=shopper.session_key, page=personalisation.FOR_YOU_PAGE, product_ids=ids, round=round_number)
+        record_shown(
+            session_key=shopper.session_key,
+            page=personalisation.FOR_YOU_PAGE,
+            product_ids=ids,
+            round=round_number,
+        )
         seen.extend(ids)
         if round_number % 3 == 0:  # the profile keeps changing as the shopper reacts
             record_interaction(shopper=shopper, product=ids[0], kind="like")
@@ -299,7 +321,10 @@ def test_purchase_history_recommends_merged_neighbours_of_purchases(catalog):
 
 @pytest.mark.django_db
 def test_recommended_for_you_falls_back_to_the_profile_then_to_nothing(catalog):
-    assert personalisation.recommended_for_you(shopper=Shopper("nobody"), limit=4).basis == personalisation.NOTHING
+    assert (
+        personalisation.recommended_for_you(shopper=Shopper("nobody"), limit=4).basis
+        == personalisation.NOTHING
+    )
     assert personalisation.recommended_for_you(shopper=None, limit=4).items == []
     shopper = Shopper("browser")
     record_interaction(shopper=shopper, product=catalog[3], kind="view")
@@ -307,4 +332,6 @@ def test_recommended_for_you_falls_back_to_the_profile_then_to_nothing(catalog):
     assert result.basis == personalisation.PROFILE and len(result.items) == 4
     assert {cluster_of(item.product) for item in result.items} == {3}
     assert catalog[3].pk not in [item.product.pk for item in result.items]
-    assert [item.score for item in result.items] == sorted((item.score for item in result.items), reverse=True)
+    assert [item.score for item in result.items] == sorted(
+        (item.score for item in result.items), reverse=True
+    )

@@ -26,7 +26,9 @@ def colour_catalog(store):
     for family, shades in (("Red", REDS), ("Blue", BLUES)):
         category = Category.from_path(["Colours", family])
         for i in range(30):
-            product = create_product(store=store, title=f"{family} item {i:02d}", category=category, image=None)
+            product = create_product(
+                store=store, title=f"{family} item {i:02d}", category=category, image=None
+            )
             image_ids.append(add_image(product, jpeg_bytes(shades[i % 10], 72 + 8 * (i // 10))).pk)
             colour_of[product.pk] = family
     space = services.prepare_space("efficientnet_lite0", "DEFAULT")
@@ -36,7 +38,10 @@ def colour_catalog(store):
 
 
 def round_products(page) -> list[int]:
-    return [int(pk) for pk in page.locator("form.game-choice").evaluate_all("els => els.map(e => e.dataset.productId)")]
+    return [
+        int(pk)
+        for pk in page.locator("form.game-choice").evaluate_all("els => els.map(e => e.dataset.productId)")
+    ]
 
 
 def test_three_rounds_of_picks_shape_the_next_round(page, live_server, colour_catalog):

@@ -31,19 +31,31 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        default_data = os.environ.get("LOOKALIKE_DATA_DIR", str(Path(settings.BASE_DIR).parent / "shared" / "data"))
-        parser.add_argument("--data-dir", default=default_data, help="Folder holding myntra/ (LOOKALIKE_DATA_DIR).")
+        default_data = os.environ.get(
+            "LOOKALIKE_DATA_DIR", str(Path(settings.BASE_DIR).parent / "shared" / "data")
+        )
+        parser.add_argument(
+            "--data-dir", default=default_data, help="Folder holding myntra/ (LOOKALIKE_DATA_DIR)."
+        )
         parser.add_argument("--encoder", default=app_setting("ENCODER"))
         parser.add_argument("--weights", default=app_setting("WEIGHTS"))
         parser.add_argument("--strategies", default=",".join(profiles.STRATEGIES))
         parser.add_argument("--judges", default="vectors,labels", help="vectors (optimistic) and/or labels.")
-        parser.add_argument("--slots", default="5+5", help="exploit+explore per round, comma-separated: 5+5,8+2")
+        parser.add_argument(
+            "--slots", default="5+5", help="exploit+explore per round, comma-separated: 5+5,8+2"
+        )
         parser.add_argument("--targets", type=int, default=100, help="Hidden targets per configuration.")
-        parser.add_argument("--sessions", type=int, default=300, help="Simulated sessions for leave-last-out.")
+        parser.add_argument(
+            "--sessions", type=int, default=300, help="Simulated sessions for leave-last-out."
+        )
         parser.add_argument("--k", type=int, default=10, help="Cut-off of the leave-last-out metrics.")
-        parser.add_argument("--explore-mode", choices=["diverse", "random"], default=app_setting("EXPLORE_MODE"))
+        parser.add_argument(
+            "--explore-mode", choices=["diverse", "random"], default=app_setting("EXPLORE_MODE")
+        )
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--limit", type=int, default=None, help="Use only the first N photos (quick runs).")
+        parser.add_argument(
+            "--limit", type=int, default=None, help="Use only the first N photos (quick runs)."
+        )
         parser.add_argument("--skip-targets", action="store_true")
         parser.add_argument("--skip-leave-last-out", action="store_true")
         parser.add_argument("--json", dest="json_path", default=None, help="Also write the figures here.")
@@ -51,11 +63,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         data_dir = Path(options["data_dir"])
         if not (data_dir / "myntra" / "labels.csv").exists():
-            raise CommandError(f"{data_dir}/myntra/labels.csv not found: pass --data-dir or set LOOKALIKE_DATA_DIR.")
+            raise CommandError(
+                f"{data_dir}/myntra/labels.csv not found: pass --data-dir or set LOOKALIKE_DATA_DIR."
+            )
         strategies = [s.strip() for s in options["strategies"].split(",") if s.strip()]
         unknown = set(strategies) - set(profiles.STRATEGIES)
         if unknown:
-            raise CommandError(f"Unknown strategies {sorted(unknown)}: choose from {list(profiles.STRATEGIES)}.")
+            raise CommandError(
+                f"Unknown strategies {sorted(unknown)}: choose from {list(profiles.STRATEGIES)}."
+            )
         started = time.perf_counter()
         data = simulation.load_myntra_vectors(
             data_dir,
@@ -68,7 +84,11 @@ class Command(BaseCommand):
             f"{len(data):,} distinct photos, {options['encoder']} ({data.weights_id}), "
             f"{data.vectors.shape[1]}-d; loaded in {time.perf_counter() - started:.1f} s"
         )
-        report: dict[str, Any] = {"photos": len(data), "encoder": options["encoder"], "weights_id": data.weights_id}
+        report: dict[str, Any] = {
+            "photos": len(data),
+            "encoder": options["encoder"],
+            "weights_id": data.weights_id,
+        }
         if not options["skip_targets"]:
             started = time.perf_counter()
             results = simulation.run_target_finding(
@@ -81,7 +101,8 @@ class Command(BaseCommand):
                 explore_mode=options["explore_mode"],
             )
             self.stdout.write(
-                f"\nTarget finding: {options['targets']} hidden targets, explore mode {options['explore_mode']} "
+                f"\nTarget finding: {options['targets']} hidden targets, "
+                f"explore mode {options['explore_mode']} "
                 f"({time.perf_counter() - started:.0f} s)\n"
             )
             self.stdout.write(simulation.target_table(results, n=len(data)))
@@ -100,10 +121,15 @@ class Command(BaseCommand):
         if not options["skip_leave_last_out"]:
             started = time.perf_counter()
             table = simulation.run_leave_last_out(
-                data, strategies=strategies, sessions=options["sessions"], k=options["k"], seed=options["seed"]
+                data,
+                strategies=strategies,
+                sessions=options["sessions"],
+                k=options["k"],
+                seed=options["seed"],
             )
             self.stdout.write(
-                f"\n\nLeave-last-out: {options['sessions']} simulated sessions (one articleType + colour each), "
+                f"\n\nLeave-last-out: {options['sessions']} simulated sessions "
+                "(one articleType + colour each), "
                 f"seen items excluded ({time.perf_counter() - started:.0f} s)\n"
             )
             self.stdout.write(simulation.leave_last_out_table(table, k=options["k"]))
