@@ -131,19 +131,20 @@ def game(request: HttpRequest) -> HttpResponse:
             _record_pick(request, shopper=shopper, state=state)
         return HttpResponseRedirect(here)
 
+    reason = ""
     if not state.awaiting_pick:
-        number = (state.current_round or 0) + 1
         page = personalisation.next_game_round(shopper=shopper, state=state, strategy=strategy)
-        interactions.record_shown(
-            session_key=shopper.session_key,
-            page=personalisation.GAME_PAGE,
-            product_ids=[product.pk for product in page.products],
-            round=number,
-        )
-        state = personalisation.game_state(shopper=shopper)
-    else:
-        page = None
-    number = state.current_round
+        if page.products:
+            interactions.record_shown(
+                session_key=shopper.session_key,
+                page=personalisation.GAME_PAGE,
+                product_ids=[product.pk for product in page.products],
+                round=(state.current_round or 0) + 1,
+            )
+            state = personalisation.game_state(shopper=shopper)
+        else:
+            reason = page.reason  # everything shown (or no embeddings yet): no round to play
+    number = state.current_round if not reason else None
     ids = state.rounds.get(number, []) if number is not None else []
     products = {p.pk: p for p in product_model()._default_manager.filter(pk__in=ids)}
     cards = product_cards([ScoredProduct(product=products[pk], score=0.0) for pk in ids if pk in products])
@@ -158,7 +159,7 @@ def game(request: HttpRequest) -> HttpResponse:
             "picks": [picked[pk] for pk in picks if pk in picked],
             "strategy": strategy or "",
             "strategies": profiles.STRATEGIES,
-            "reason": page.reason if page is not None and not cards else "",
+            "reason": reason,
         },
     )
 

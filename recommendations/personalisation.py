@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -164,12 +165,12 @@ def game_history(
 
 @dataclass(frozen=True)
 class Selection:
-    exploit_ids: list[Hashable]
-    explore_ids: list[Hashable]
+    exploit_ids: list[Any]  # the ids of pool_ids: product primary keys on pages, row numbers offline
+    explore_ids: list[Any]
     cold_start: bool
 
     @property
-    def ids(self) -> list[Hashable]:
+    def ids(self) -> list[Any]:
         return [*self.exploit_ids, *self.explore_ids]
 
 
@@ -186,7 +187,7 @@ def select_products(
     profile: profiles.Profile | None,
     pool_ids: Sequence[Hashable],
     pool_vectors: np.ndarray,
-    pool_categories: Sequence[Hashable],
+    pool_categories: Sequence[Hashable] | np.ndarray,
     k_exploit: int,
     k_explore: int,
     exclude_ids: Iterable[Hashable],
@@ -246,7 +247,7 @@ def shopper_history(*, shopper: Shopper, limit: int | None = None) -> ShopperHis
     disliked after a like (or a view) drops its positive rows.
     """
     now = timezone.now()
-    cutoff = now - timezone.timedelta(seconds=float(app_setting("PROFILE_MAX_AGE_S")))
+    cutoff = now - timedelta(seconds=float(app_setting("PROFILE_MAX_AGE_S")))
     rows = list(
         Interaction.objects.for_shopper(session_key=shopper.session_key, user_id=shopper.user_id)
         .filter(Q(user__isnull=False) | Q(created_at__gte=cutoff))
@@ -499,7 +500,8 @@ class GameState:
 
     def ordered_picks_and_rejects(self) -> tuple[list[int], list[int]]:
         """Picks oldest first, and the products shown beside them but not picked."""
-        picks, rejects = [], []
+        picks: list[int] = []
+        rejects: list[int] = []
         for number in sorted(self.picks):
             picks.append(self.picks[number])
             rejects.extend(pk for pk in self.rounds[number] if pk != self.picks[number])

@@ -385,8 +385,9 @@ def run_target_finding(
 
 # --- Leave-last-out ---------------------------------------------------------------------------------------
 
-# What a simulated shopper does with the products of the group they browse (kind, probability).
-SESSION_KINDS = (("view", 0.5), ("click", 0.3), ("like", 0.1), ("add_to_cart", 0.1))
+# What a simulated shopper does with the products of the group they browse, and how often.
+SESSION_KINDS = ["view", "click", "like", "add_to_cart"]
+SESSION_KIND_PROBABILITIES = [0.5, 0.3, 0.1, 0.1]
 
 
 @dataclass(frozen=True)
@@ -411,12 +412,11 @@ def simulate_sessions(
         groups[f"{article_type} / {colour}"].append(row)
     eligible = [name for name, rows in groups.items() if len(rows) >= length + 2]
     sizes = np.asarray([len(groups[name]) for name in eligible], dtype=np.float64)
-    kinds, probabilities = zip(*SESSION_KINDS, strict=True)
     result = []
     for _ in range(sessions):
         group = eligible[int(rng.choice(len(eligible), p=sizes / sizes.sum()))]
         rows = [int(r) for r in rng.choice(groups[group], size=length, replace=False)]
-        events = [(row, str(rng.choice(kinds, p=probabilities))) for row in rows[:-1]]
+        events = [(row, str(rng.choice(SESSION_KINDS, p=SESSION_KIND_PROBABILITIES))) for row in rows[:-1]]
         stray = int(rng.integers(len(data)))
         if stray not in groups[group]:
             events.insert(int(rng.integers(len(events) + 1)), (stray, "view"))

@@ -154,6 +154,23 @@ def test_the_game_round_by_round(client, catalog):
     assert ShownProduct.objects.filter(page="game").count() == 10
 
 
+def test_the_game_ends_when_every_product_was_shown(client, catalog):
+    for number in range(1, 9):
+        html = client.get("/for-you/game/").content.decode()
+        assert f'data-round="{number}"' in html
+        client.post("/for-you/game/", {"pick": game_cards(html)[0], "round": number})
+    html = client.get("/for-you/game/").content.decode()
+    assert game_cards(html) == [] and "seen every product" in html
+    assert ShownProduct.objects.filter(page="game").count() == 80
+
+
+def test_pages_explain_when_nothing_is_embedded_yet(client, make_product):
+    make_product(title="Not embedded yet")
+    for url in ("/for-you/", "/for-you/game/"):
+        html = client.get(url).content.decode()
+        assert "embed_catalog" in html, url
+
+
 def test_interactions_api_records_for_the_session_and_checks_csrf(catalog):
     client = csrf_client()
     html = client.get("/for-you/").content.decode()
