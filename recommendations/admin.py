@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, IntegerField, Model, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -25,8 +25,8 @@ from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedd
 EMBEDDED, FAILED = ImageEmbedding.Status.EMBEDDED, ImageEmbedding.Status.FAILED
 
 
-def _count_per_space(model: type, **filters: Any) -> Coalesce:
-    rows = model.objects.filter(space=OuterRef("pk"), **filters).order_by().values("space")
+def _count_per_space(model: type[Model], **filters: Any) -> Coalesce:
+    rows = model._default_manager.filter(space=OuterRef("pk"), **filters).order_by().values("space")
     return Coalesce(Subquery(rows.annotate(n=Count("*")).values("n")), 0, output_field=IntegerField())
 
 
@@ -151,7 +151,7 @@ class ImageEmbeddingInline(admin.TabularInline):
     max_num = 0
     can_delete = False
     fields = ["image", "space", "status", "failure_reason", "sha256", "created_at"]
-    readonly_fields = fields
+    readonly_fields = ["image", "space", "status", "failure_reason", "sha256", "created_at"]
     verbose_name_plural = "Embeddings (per image and space)"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ImageEmbedding]:
@@ -245,7 +245,7 @@ def extend_catalog_admin(model: type, mixin: type, site: admin.AdminSite = admin
     """Re-register ``model``'s admin as a subclass with ``mixin`` in front; False when it is unregistered."""
     if not site.is_registered(model):
         return False
-    current = type(site.get_model_admin(model))
+    current: type[admin.ModelAdmin] = type(site.get_model_admin(model))
     if issubclass(current, mixin):
         return True
     site.unregister(model)

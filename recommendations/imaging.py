@@ -333,13 +333,13 @@ def iter_batches_on_gpu(
                 for (_, data), image in zip(chunk, decoded, strict=True)
             ]
             # Same-sized photos (the usual case in a catalog) are resized and normalised as one tensor.
+            on_gpu = {index: image for index, image in enumerate(decoded) if image is not None}
             by_size: dict[tuple[int, ...], list[int]] = collections.defaultdict(list)
-            for index, image in enumerate(decoded):
-                if image is not None:
-                    by_size[tuple(image.shape)].append(index)
+            for index, image in on_gpu.items():
+                by_size[tuple(image.shape)].append(index)
             for indices in by_size.values():
                 try:
-                    processed = preprocess(torch.stack([decoded[index] for index in indices]))
+                    processed = preprocess(torch.stack([on_gpu[index] for index in indices]))
                 except Exception as error:
                     for index in indices:
                         results[index] = f"preprocessing failed ({type(error).__name__}: {error})"

@@ -217,6 +217,10 @@ def encoder_for_space(space: EmbeddingSpace, *, weights: str | None = None) -> E
 # --- the catalog's images ----------------------------------------------------------------------------------
 
 
+def _model_field(model: type[models.Model], name: str) -> Any:
+    return model._meta.get_field(name)
+
+
 def _image_file_field() -> str:
     return catalog.image_field("image") or "image"
 
@@ -419,7 +423,12 @@ def embed_images(
     """
     ids = sorted({int(pk) for pk in image_ids})
     report = EmbedReport()
-    options = {"batch_size": batch_size, "force": force, "progress": progress, "report": report}
+    options: dict[str, Any] = {
+        "batch_size": batch_size,
+        "force": force,
+        "progress": progress,
+        "report": report,
+    }
     if space is not None:
         _embed_into_space(ids, space, weights=weights, **options)
         return report
@@ -452,8 +461,8 @@ def _embed_into_space(
     batch_size = int(batch_size or app_setting("BATCH_SIZE"))
     file_field = _image_file_field()
     image_model = catalog.image_model()
-    storage = image_model._meta.get_field(file_field).storage
-    product_attname = image_model._meta.get_field(_image_product_field()).attname
+    storage = _model_field(image_model, file_field).storage
+    product_attname = _model_field(image_model, _image_product_field()).attname
     # Plain values, not model instances: an ImageField with width/height fields would read them (a query
     # per row when deferred) as each instance is built.
     rows: list[tuple[int, int, str]] = list(
@@ -541,7 +550,7 @@ def _model_batches(
     if first is None:  # everything was skipped or copied: no model needed
         return
     encoder = encoder_for_space(space, weights=weights)
-    options = {
+    options: dict[str, Any] = {
         "preprocess": encoder.preprocess,
         "batch_size": batch_size,
         "workers": int(app_setting("DECODE_WORKERS")),
@@ -694,11 +703,11 @@ def _mark_catalog_failures(failures: Sequence[tuple[_Item, str]]) -> None:
     """Report failures on the catalog's image rows when its model has status / failure_reason fields."""
     model = catalog.image_model()
     status_field, reason_field = catalog.image_field("status"), catalog.image_field("failure_reason")
-    if not failures or not catalog.has_field(model, status_field):
+    if not failures or status_field is None or not catalog.has_field(model, status_field):
         return
     values: dict[str, Any] = {status_field: "failed"}
-    if catalog.has_field(model, reason_field):
-        limit = model._meta.get_field(reason_field).max_length or _FAILURE_REASON_MAX_CHARS
+    if reason_field is not None and catalog.has_field(model, reason_field):
+        limit = _model_field(model, reason_field).max_length or _FAILURE_REASON_MAX_CHARS
         values[reason_field] = Case(
             *[
                 When(pk=item.image_id, then=Value(f"embedding: {reason}"[:limit]))
@@ -724,14 +733,12 @@ def update_product_vectors(product_ids: Iterable[int], space: EmbeddingSpace) ->
     image_model = catalog.image_model()
     quote = connection.ops.quote_name
     image_table = quote(image_model._meta.db_table)
-    image_pk = quote(image_model._meta.pk.column)
-    image_product = quote(image_model._meta.get_field(_image_product_field()).column)
+    image_pk = quote(str(image_model._meta.pk.column))
+    image_product = quote(_model_field(image_model, _image_product_field()).column)
     position_field = catalog.image_field("position")
-    position = (
-        f"img.{quote(image_model._meta.get_field(position_field).column)}"
-        if catalog.has_field(image_model, position_field)
-        else "0"
-    )
+    position = "0"
+    if position_field is not None and catalog.has_field(image_model, position_field):
+        position = f"img.{quote(str(_model_field(image_model, position_field).column))}"
     if app_setting("PRODUCT_VECTOR") == "mean":
         vector = "l2_normalize(avg(vector))"
     else:
