@@ -438,11 +438,12 @@ def search_near_vector(
     space: EmbeddingSpace | None = None,
     diversity: float = 0.0,
     exclude_sha256s: Sequence[str] = (),
+    exact: bool = False,
 ) -> SimilarProducts:
     """The products nearest (cosine) to ``vector``, best first, one per product; see the module docstring.
 
     ``diversity`` (0..1) re-ranks an over-fetched candidate list with MMR; ``exclude_sha256s`` drops products
-    showing any of these photos.
+    showing any of these photos; ``exact`` skips the index (the ground truth the index is measured against).
     """
     space = space or active_space()
     if space is None:
@@ -455,8 +456,8 @@ def search_near_vector(
     fetch = wanted + SHARED_PHOTO_MARGIN
     candidates = _candidates(space, filters, exclude_sha256s)
 
-    exact, expected = False, fetch
-    if filters.narrows_beyond_stock:
+    expected = fetch
+    if not exact and filters.narrows_beyond_stock:
         # Few matching products: scan them exactly. Counting stops at the cap, so it stays cheap.
         threshold = int(app_setting("EXACT_SCAN_THRESHOLD"))
         matching = candidates[: max(threshold, fetch)].count()

@@ -92,7 +92,8 @@ def build_zip(entries: dict[str, bytes]) -> bytes:
 def test_zip_of_photos_imports_one_product_per_photo_safely(
     admin_client, shop: Store, django_capture_on_commit_callbacks
 ) -> None:
-    red, blue = jpeg_bytes((200, 30, 30)), jpeg_bytes((30, 30, 200))
+    # Colours no other test uses: stored files are content-addressed and shared by the whole test run.
+    red, blue = jpeg_bytes((211, 47, 23)), jpeg_bytes((23, 47, 211))
     data = build_zip(
         {
             "catalog/Women/Dresses/red-wrap_dress.jpg": red,
