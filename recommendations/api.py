@@ -18,6 +18,7 @@ from recommendations.conf import app_setting
 from recommendations.selectors import (
     NO_ACTIVE_SPACE,
     NONE,
+    ProductCard,
     SimilarProducts,
     active_space,
     find_similar_products,
@@ -27,7 +28,6 @@ from recommendations.selectors import (
 from recommendations.serializers import (
     ErrorSerializer,
     ImageSearchSerializer,
-    SimilarProductSerializer,
     SimilarProductsSerializer,
     SimilarQuerySerializer,
 )
@@ -57,9 +57,27 @@ def _answer(request: Request, result: SimilarProducts, *, product_id: int | None
             if space
             else None,
             "count": len(cards),
-            "results": SimilarProductSerializer(cards, many=True, context={"request": request}).data,
+            "results": [_card_data(card, request) for card in cards],
         }
     )
+
+
+def _card_data(card: ProductCard, request: Request) -> dict[str, Any]:
+    """One result as ``SimilarProductSerializer`` documents it, built directly: a DRF serializer costs
+    more than the similarity query it reports on."""
+    return {
+        "id": card.product.pk,
+        "title": card.title,
+        "url": card.url,
+        "image_url": request.build_absolute_uri(card.image_url) if card.image_url else None,
+        "price": None if card.price is None else f"{card.price:.2f}",
+        "currency": card.currency,
+        "in_stock": card.in_stock,
+        "brand": card.brand,
+        "category": card.category_id,
+        "store": card.store_id,
+        "score": round(float(card.score), 6),
+    }
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -102,17 +120,22 @@ class SimilarProductsView(APIView):
         },
     )
     def get(self, request: Request, pk: int) -> Response:
-        product = get_object_or_404(product_model()._default_manager.all(), pk=pk)
         query = SimilarQuerySerializer(data=request.query_params)
         if not query.is_valid():
             return _error(status.HTTP_400_BAD_REQUEST, "Invalid parameters.", query.errors)
+        products = product_model()._default_manager.all()
+        # The product row itself is only needed for "same category"; otherwise its id is enough, and an
+        # unknown id shows as "no vector", checked below (one query less on every product page).
+        product = get_object_or_404(products, pk=pk) if query.needs_product else None
         result = find_similar_products(
-            product=product,
+            product=product if product is not None else pk,
             limit=query.validated_data.get("limit"),
             filters=query.product_filter(product),
             diversity=query.validated_data["diversity"],
         )
-        return _answer(request, result, product_id=product.pk)
+        if result.source == NONE and product is None:
+            get_object_or_404(products, pk=pk)
+        return _answer(request, result, product_id=pk)
 
 
 class ImageSearchView(APIView):

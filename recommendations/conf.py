@@ -77,7 +77,7 @@ DEFAULTS: dict[str, Any] = {
     # well as mean (docs/benchmarks/personalisation.md).
     "PROFILE_STRATEGY": "weighted",
     # The preference game's profile: best_score with the products not picked as negatives finds a target in
-    # about 0.05 × the rounds of random browsing (weighted: 0.13 ×).
+    # about 0.04 × the rounds of random browsing (weighted: 0.17 ×).
     "GAME_PROFILE_STRATEGY": "best_score",
     # Products per /for-you/ page and per preference-game round.
     "FOR_YOU_LIMIT": 10,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -138,6 +139,15 @@ class StoredEmbedding:
 
 
 @dataclass(frozen=True)
+class StoredNeighbours:
+    """A product's rows from ``compute_neighbours``, best first."""
+
+    product_ids: list[int]
+    scores: list[float]
+    computed_at: datetime
+
+
+@dataclass(frozen=True)
 class SpaceVectors:
     """Every product vector of a space, row ``i`` belonging to ``product_ids[i]``."""
 
@@ -151,9 +161,30 @@ class SpaceVectors:
 # binary form is 2 bytes a value and numpy reads it without a Python loop.
 
 
-def _halfvec_loader_class() -> type:
-    from psycopg.adapt import Loader
+class QueryVector:
+    """A query vector sent as a binary halfvec parameter: 4 KB for 2,048 dimensions, instead of ~16 KB of
+    SQL text for the server to parse."""
+
+    __slots__ = ("halves",)
+
+    def __init__(self, vector: np.ndarray) -> None:
+        self.halves = np.asarray(vector, dtype=np.float32).reshape(-1).astype(np.float16)
+        if not np.isfinite(self.halves).all():
+            raise ValueError("query vector has values that are not finite in float16")
+
+
+def _register_halfvec(raw: Any) -> None:
+    """Binary halfvec adapters on the psycopg connection. They apply to binary results and to QueryVector
+    parameters only, so Django's own (text) queries are unaffected."""
+    import struct
+
+    from psycopg.adapt import Dumper, Loader
     from psycopg.pq import Format
+    from psycopg.types import TypeInfo
+
+    info = TypeInfo.fetch(raw, "halfvec")
+    if info is None:
+        raise RuntimeError("The pgvector extension (type halfvec) is not installed in this database.")
 
     class HalfvecBinaryLoader(Loader):
         format = Format.BINARY
@@ -162,53 +193,86 @@ def _halfvec_loader_class() -> type:
             # Binary halfvec: uint16 dimensions, uint16 unused, then big-endian float16 values.
             return np.frombuffer(data, dtype=">f2", offset=4).astype(np.float32)
 
-    return HalfvecBinaryLoader
+    class QueryVectorDumper(Dumper):
+        format = Format.BINARY
+        oid = info.oid
+
+        def dump(self, obj: QueryVector) -> bytes:
+            return struct.pack(">HH", obj.halves.size, 0) + obj.halves.astype(">f2").tobytes()
+
+    info.register(raw)
+    raw.adapters.register_loader(info.oid, HalfvecBinaryLoader)
+    raw.adapters.register_dumper(QueryVector, QueryVectorDumper)
+
+
+def _readable_sql(raw: Any, sql: str, params: Sequence[Any]) -> str:
+    """The statement with its parameters inlined, for Django's query log (debug pages, tests)."""
+    from psycopg import ClientCursor
+
+    shown = [_halfvec_text(p.halves) if isinstance(p, QueryVector) else p for p in params]
+    return ClientCursor(raw).mogrify(sql, shown)
 
 
 def _fetch_binary(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Rows read on Django's own connection (same transaction) in binary: halfvec columns come as numpy."""
+    """Rows read on Django's own connection (same transaction), parameters bound by the server and results
+    in binary: halfvec columns come as numpy arrays without parsing text."""
     connection.ensure_connection()
     raw = connection.connection
     if raw.adapters.types.get("halfvec") is None:
-        from psycopg.types import TypeInfo
-
-        info = TypeInfo.fetch(raw, "halfvec")
-        if info is None:
-            raise RuntimeError("The pgvector extension (type halfvec) is not installed in this database.")
-        info.register(raw)
-        # Binary loaders only apply to binary results: Django's text cursors are unaffected.
-        raw.adapters.register_loader(info.oid, _halfvec_loader_class())
+        _register_halfvec(raw)
     from psycopg import Cursor
 
+    started = time.perf_counter()
     # Django's connection makes client-side-binding cursors, which cannot return binary results.
     with Cursor(raw) as cursor:
-        cursor.execute(sql, params, binary=True)
-        return cursor.fetchall()
+        # prepare=False: each statement is planned with its values, so the partial index (space_id = X)
+        # stays usable; a generic plan for space_id = $1 could not use it.
+        cursor.execute(sql, params, binary=True, prepare=False)
+        rows = cursor.fetchall()
+    if connection.queries_logged:
+        elapsed_s = time.perf_counter() - started
+        connection.queries_log.append({"sql": _readable_sql(raw, sql, params), "time": f"{elapsed_s:.3f}"})
+    return rows
 
 
 # In the model's field order, as Model.from_db() wants them.
 _SPACE_COLUMNS = tuple(field.column for field in EmbeddingSpace._meta.concrete_fields)
 
 
-def _active_space_and_embedding(product_id: int) -> tuple[EmbeddingSpace | None, StoredEmbedding | None]:
-    """The active space and the product's vector in it, in one round trip (every product page asks)."""
+def _space_embedding_and_neighbours(
+    product_id: int,
+) -> tuple[EmbeddingSpace | None, StoredEmbedding | None, StoredNeighbours | None]:
+    """The active space, the product's vector in it and its stored neighbours: one round trip, since every
+    product page asks."""
     spaces, embeddings = EmbeddingSpace._meta.db_table, ProductEmbedding._meta.db_table
+    neighbours = ProductNeighbour._meta.db_table
     space_columns = ", ".join(f"s.{column}" for column in _SPACE_COLUMNS)
     rows = _fetch_binary(
-        f"SELECT {space_columns}, e.vector, e.image_sha256s, e.updated_at "
+        f"SELECT {space_columns}, e.vector, e.image_sha256s, e.updated_at, n.ids, n.scores, n.computed_at "
         f"FROM {spaces} s LEFT JOIN {embeddings} e ON e.space_id = s.id AND e.product_id = %s "
+        "LEFT JOIN LATERAL (SELECT array_agg(neighbour_id ORDER BY rank) AS ids, "
+        "array_agg(score ORDER BY rank) AS scores, min(computed_at) AS computed_at "
+        f"FROM {neighbours} WHERE space_id = s.id AND product_id = %s) n ON true "
         "WHERE s.state = %s ORDER BY s.created_at DESC LIMIT 1",
-        [product_id, EmbeddingSpace.State.ACTIVE.value],
+        [product_id, product_id, EmbeddingSpace.State.ACTIVE.value],
     )
     if not rows:
-        return None, None
+        return None, None, None
     row = rows[0]
     space_fields = [field.attname for field in EmbeddingSpace._meta.concrete_fields]
     space = EmbeddingSpace.from_db(connection.alias, space_fields, list(row[: len(_SPACE_COLUMNS)]))
-    vector, digests, updated_at = row[len(_SPACE_COLUMNS) :]
+    vector, digests, updated_at, neighbour_ids, scores, computed_at = row[len(_SPACE_COLUMNS) :]
     if vector is None:
-        return space, None
-    return space, StoredEmbedding(vector=vector, image_sha256s=list(digests or []), updated_at=updated_at)
+        return space, None, None
+    embedding = StoredEmbedding(vector=vector, image_sha256s=list(digests or []), updated_at=updated_at)
+    stored = None
+    if neighbour_ids:
+        stored = StoredNeighbours(
+            product_ids=[int(pk) for pk in neighbour_ids],
+            scores=[float(v) for v in scores],
+            computed_at=computed_at,
+        )
+    return space, embedding, stored
 
 
 def product_vectors(
@@ -290,8 +354,10 @@ class ProductCard:
 
 
 def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
-    """Cards for ranked products, their images fetched in one query."""
-    images = primary_image_files(item.product.pk for item in items)
+    """Cards for ranked products (their images come with them from the selectors, else in one query)."""
+    missing = [item.product.pk for item in items if not hasattr(item.product, PRIMARY_IMAGE_ATTRIBUTE)]
+    images = primary_image_files(missing)
+    storage = image_model()._meta.get_field(image_field("image") or "image").storage
 
     def fk_id(product: Any, role: str) -> int | None:
         name = product_field(role)
@@ -300,7 +366,10 @@ def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
     cards = []
     for item in items:
         product = item.product
-        image = images.get(product.pk)
+        name = getattr(product, PRIMARY_IMAGE_ATTRIBUTE, None)
+        image_url = storage.url(name) if name else None
+        if product.pk in images:
+            image_url = images[product.pk].url
         in_stock = product_value(product, "in_stock", True)
         cards.append(
             ProductCard(
@@ -308,7 +377,7 @@ def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
                 score=item.score,
                 title=str(product_value(product, "title", "") or product),
                 url=product_url(product),
-                image_url=image.url if image else None,
+                image_url=image_url,
                 price=product_value(product, "price"),
                 currency=str(product_value(product, "currency", "") or ""),
                 in_stock=bool(in_stock),
@@ -320,8 +389,28 @@ def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
     return cards
 
 
+# Set on products loaded here: the name of their first image file ("" when none), so that cards need no
+# second query.
+PRIMARY_IMAGE_ATTRIBUTE = "similar_primary_image"
+
+
 def _load_products(scored: Sequence[tuple[int, float]]) -> list[ScoredProduct]:
-    products = product_model()._default_manager.order_by().in_bulk([pk for pk, _ in scored])
+    product_fk = image_field("product") or "product"
+    file_field = image_field("image") or "image"
+    position = image_field("position")
+    first_image = (
+        image_model()
+        ._default_manager.filter(**{product_fk: models.OuterRef("pk")})
+        .exclude(**{file_field: ""})
+        .order_by(*([position] if position else []), "pk")
+        .values(file_field)[:1]
+    )
+    products = (
+        product_model()
+        ._default_manager.order_by()
+        .annotate(**{PRIMARY_IMAGE_ATTRIBUTE: models.Subquery(first_image)})
+        .in_bulk([pk for pk, _ in scored])
+    )
     return [ScoredProduct(product=products[pk], score=score) for pk, score in scored if pk in products]
 
 
@@ -349,8 +438,7 @@ def _float16_texts() -> np.ndarray:
 
 
 def _halfvec_text(vector: np.ndarray) -> str:
-    """``[v1,v2,...]`` in float16 precision: the column is halfvec, so nothing is lost, and a table lookup
-    is ~50x faster than formatting 2,048 floats."""
+    """``[v1,v2,...]`` in float16 precision (the column's), ~50x faster than formatting 2,048 floats."""
     halves = np.asarray(vector, dtype=np.float32).astype(np.float16)
     if not np.isfinite(halves).all():
         raise ValueError("query vector has values that are not finite in float16")
@@ -373,10 +461,10 @@ def _has_iterative_scans() -> bool:
     return _iterative_scans[alias]
 
 
-def _nearest_rows(
+def _nearest_statement(
     candidates: models.QuerySet, *, space: EmbeddingSpace, vector: np.ndarray, fetch: int, exact: bool
-) -> list[tuple[int, float, list[str]]]:
-    """The ``fetch`` nearest candidates as (product_id, cosine distance, image digests), nearest first.
+) -> tuple[str, Sequence[Any], dict[str, str]]:
+    """SQL, parameters and SET LOCAL settings of the query for the ``fetch`` nearest candidates.
 
     The distance is written exactly as the space's index expression, ``(vector::halfvec(D)) <=> q``, with
     ``space_id = X`` in the WHERE clause: anything else and the planner cannot use the partial index.
@@ -385,8 +473,9 @@ def _nearest_rows(
     query = np.asarray(vector, dtype=np.float32).reshape(-1)
     if query.shape[0] != dimensions:
         raise ValueError(f"query vector has {query.shape[0]} dimensions, the space has {dimensions}")
-    query_text = _halfvec_text(query)
-    distance = CosineDistance(Cast("vector", HalfVectorField(dimensions=dimensions)), Value(query_text))
+    distance = CosineDistance(
+        Cast("vector", HalfVectorField(dimensions=dimensions)), Value(QueryVector(query))
+    )
     queryset = (
         candidates.annotate(distance=distance)
         .order_by("distance")
@@ -403,6 +492,13 @@ def _nearest_rows(
             # Keep walking the graph until enough rows pass the filters.
             query_settings["hnsw.iterative_scan"] = "relaxed_order"
             query_settings["hnsw.max_scan_tuples"] = str(int(app_setting("HNSW_MAX_SCAN_TUPLES")))
+    sql, params = queryset.query.get_compiler(connection=connection).as_sql()
+    return sql, params, query_settings
+
+
+def _read_with_settings(
+    sql: str, params: Sequence[Any], query_settings: dict[str, str]
+) -> list[tuple[Any, ...]]:
     with transaction.atomic():
         with connection.cursor() as cursor:
             # set_config(..., true) is SET LOCAL; one statement, one round trip.
@@ -410,12 +506,43 @@ def _nearest_rows(
                 "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(query_settings)),
                 [value for pair in query_settings.items() for value in pair],
             )
-        rows = [(int(pk), float(d), list(shas or [])) for pk, d, shas in queryset]
+        rows = _fetch_binary(sql, params)
         # Read-only: rolling back undoes the SET LOCALs even when a caller's transaction encloses this one.
         transaction.set_rollback(True)
+    return rows
+
+
+def _nearest_rows(
+    candidates: models.QuerySet, *, space: EmbeddingSpace, vector: np.ndarray, fetch: int, exact: bool
+) -> list[tuple[int, float, list[str]]]:
+    """The ``fetch`` nearest candidates as (product_id, cosine distance, image digests), nearest first."""
+    statement = _nearest_statement(candidates, space=space, vector=vector, fetch=fetch, exact=exact)
+    rows = [(int(pk), float(d), list(shas or [])) for pk, d, shas in _read_with_settings(*statement)]
     # relaxed_order may return rows slightly out of order; product id breaks ties for a stable answer.
     rows.sort(key=lambda row: (row[1], row[0]))
     return rows
+
+
+def explain_search(
+    *,
+    vector: np.ndarray,
+    limit: int | None = None,
+    filters: ProductFilter | None = None,
+    space: EmbeddingSpace | None = None,
+    exact: bool = False,
+    analyze: bool = False,
+) -> str:
+    """The plan of the query ``search_near_vector`` runs on the index path (or the exact one), with the same
+    parameters and settings: for checking that the planner uses a space's HNSW index."""
+    space = space or active_space()
+    if space is None:
+        raise ValueError(NO_ACTIVE_SPACE)
+    candidates = _candidates(space, filters or ProductFilter(), ())
+    sql, params, query_settings = _nearest_statement(
+        candidates, space=space, vector=vector, fetch=_limit(limit) + SHARED_PHOTO_MARGIN, exact=exact
+    )
+    explain = "EXPLAIN (ANALYZE, BUFFERS) " if analyze else "EXPLAIN "
+    return "\n".join(row[0] for row in _read_with_settings(explain + sql, params, query_settings))
 
 
 def _drop_shared_photos(rows: Iterable[tuple[int, float, list[str]]]) -> list[tuple[int, float]]:
@@ -504,53 +631,52 @@ def products_near_vector(
 
 
 def _precomputed_neighbours(
-    *, space: EmbeddingSpace, product_id: int, embedding: StoredEmbedding, limit: int, filters: ProductFilter
-) -> list[tuple[int, float]] | None:
+    *, stored: StoredNeighbours | None, embedding: StoredEmbedding, limit: int, filters: ProductFilter
+) -> list[ScoredProduct] | None:
     """The stored neighbours when they are fresh and enough of them pass the filters, else None."""
-    in_stock = product_field("in_stock")
-    columns = ["neighbour_id", "score", "computed_at"] + ([f"neighbour__{in_stock}"] if in_stock else [])
-    rows = list(
-        ProductNeighbour.objects.filter(space_id=space.pk, product_id=product_id)
-        .order_by("rank")
-        .values_list(*columns)
-    )
-    if len(rows) < limit:
+    if stored is None or len(stored.product_ids) < limit:
         return None
-    computed_at = rows[0][2]
     max_age = timedelta(seconds=float(app_setting("NEIGHBOURS_MAX_AGE_S")))
     # Neighbours computed before the product's vector last changed describe an image it no longer has.
-    if computed_at <= embedding.updated_at or computed_at < timezone.now() - max_age:
+    if stored.computed_at <= embedding.updated_at or stored.computed_at < timezone.now() - max_age:
         return None
-    kept = [
-        (int(row[0]), float(row[1]))
-        for row in rows
-        if row[0] not in filters.exclude_product_ids
-        and not (filters.in_stock_only and in_stock and not row[3])
+    scored = [
+        (pk, score)
+        for pk, score in zip(stored.product_ids, stored.scores, strict=True)
+        if pk not in filters.exclude_product_ids
     ]
-    return kept[:limit] if len(kept) >= limit else None
+    if len(scored) < limit:
+        return None
+    # Stock changes all day: it is read now, with the products (all K of them, in the same query).
+    items = _load_products(scored)
+    if filters.in_stock_only:
+        items = [item for item in items if product_value(item.product, "in_stock", True)]
+    return items[:limit] if len(items) >= limit else None
 
 
 def find_similar_products(
     *, product: Any, limit: int | None = None, filters: ProductFilter | None = None, diversity: float = 0.0
 ) -> SimilarProducts:
-    """Products that look like ``product``: not itself, not products showing one of its photos.
+    """Products that look like ``product`` (a product or its primary key): not itself, not products showing
+    one of its photos.
 
     Precomputed neighbours answer when they are fresh, ``filters`` ask for nothing beyond "in stock" and
     ``diversity`` is 0; otherwise the live query does (see the module docstring).
     """
-    space, embedding = _active_space_and_embedding(product.pk)
+    product_id = int(getattr(product, "pk", product))
+    space, embedding, stored_neighbours = _space_embedding_and_neighbours(product_id)
     if space is None:
         return SimilarProducts(items=[], source=NONE, reason=NO_ACTIVE_SPACE)
     if embedding is None:
         return SimilarProducts(items=[], source=NONE, reason=NO_EMBEDDING, space=space)
     limit = _limit(limit)
-    filters = (filters or ProductFilter()).excluding([product.pk])
+    filters = (filters or ProductFilter()).excluding([product_id])
     if diversity == 0 and not filters.narrows_beyond_stock:
-        stored = _precomputed_neighbours(
-            space=space, product_id=product.pk, embedding=embedding, limit=limit, filters=filters
+        items = _precomputed_neighbours(
+            stored=stored_neighbours, embedding=embedding, limit=limit, filters=filters
         )
-        if stored is not None:
-            return SimilarProducts(items=_load_products(stored), source=PRECOMPUTED, space=space)
+        if items is not None:
+            return SimilarProducts(items=items, source=PRECOMPUTED, space=space)
     return search_near_vector(
         vector=embedding.vector,
         limit=limit,

@@ -63,6 +63,11 @@ class SimilarQuerySerializer(serializers.Serializer):
 
     allow_same = True
 
+    @property
+    def needs_product(self) -> bool:
+        """Whether the filter depends on the query product's own row (``same`` category)."""
+        return SAME in (self.validated_data.get("category"), self.validated_data.get("exclude_category"))
+
     def validate_category(self, value: str) -> str | int:
         return _category_choice(value, allow_same=self.allow_same, allow_any=True)
 

@@ -12,6 +12,7 @@ from django.urls import reverse
 from PIL import Image
 
 from recommendations.api import ImageSearchThrottle
+from recommendations.serializers import SimilarProductSerializer
 from tests.factories import add_image, jpeg_bytes
 from tests.recommendations.vectors import clustered_vectors, create_catalog, create_space
 
@@ -65,19 +66,23 @@ def test_similar_products_answer_with_scores_and_product_fields(client, catalog)
     assert body["source"] in ("index", "exact") and body["reason"] == ""
     assert body["space"] == {"id": catalog["space"].pk, "encoder": "test", "dimensions": DIMENSIONS}
     first = body["results"][0]
-    assert set(first) == {
-        "id",
-        "title",
-        "url",
-        "image_url",
-        "price",
-        "currency",
-        "in_stock",
-        "brand",
-        "category",
-        "store",
-        "score",
-    }
+    assert (
+        set(first)
+        == set(SimilarProductSerializer().fields)
+        == {
+            "id",
+            "title",
+            "url",
+            "image_url",
+            "price",
+            "currency",
+            "in_stock",
+            "brand",
+            "category",
+            "store",
+            "score",
+        }
+    )
     assert first["image_url"].startswith("http://testserver/") and first["url"] == f"/products/{first['id']}/"
     scores = [item["score"] for item in body["results"]]
     assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)

@@ -86,6 +86,18 @@ def test_encoder_returns_deterministic_unit_vectors(key):
     assert encoder.preprocess(synthetic_images()[2]).shape == (3, 224, 224)
 
 
+@pytest.mark.parametrize("key", ["efficientnet_lite0", "resnet50"])  # bicubic 127/128, bilinear mean/std
+def test_preprocessing_in_numpy_matches_the_weights_transforms(key):
+    spec = ENCODERS[key]
+    transforms = spec.build_preprocess()
+    encoder = get_encoder(key, weights="random", device="cpu")
+    for image in synthetic_images():
+        np.testing.assert_allclose(encoder.preprocess(image).numpy(), transforms(image).numpy(), atol=1e-5)
+    # A batch of decoded uint8 tensors (the GPU path) goes through the transforms themselves.
+    pixels = torch.from_numpy(np.asarray(synthetic_images()[1])).permute(2, 0, 1)
+    assert encoder.preprocess(pixels.unsqueeze(0).repeat(2, 1, 1, 1)).shape == (2, 3, 224, 224)
+
+
 def test_embed_runs_preprocessing_and_the_model_on_pictures():
     encoder = get_encoder("efficientnet_lite0", weights="random", device="cpu")
     images = synthetic_images()
