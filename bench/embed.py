@@ -93,10 +93,13 @@ class Timing:
     wall_s: float = 0.0
     cpu_s: float = 0.0  # every thread of the process: model, decode threads, database client
 
+    last_rate: float = 0.0
+
     def add(self, images: int, wall_s: float, cpu_s: float) -> None:
         self.images += images
         self.wall_s += wall_s
         self.cpu_s += cpu_s
+        self.last_rate = images / wall_s
 
     @property
     def rate(self) -> float:
@@ -127,6 +130,7 @@ def measure_model_only(encoder, batches: list, timing: Timing) -> None:
     for batch in batches:
         encoder.embed_tensors(batch)  # returns numpy: synchronises with the GPU
     timing.add(sum(len(batch) for batch in batches), time.perf_counter() - wall, time.process_time() - cpu)
+    print(f"  model only: {timing.last_rate:.1f} img/s", file=sys.stderr, flush=True)
 
 
 def measure_end_to_end(space, image_ids: list[int], batch_size: int, timing: Timing) -> None:
@@ -140,6 +144,7 @@ def measure_end_to_end(space, image_ids: list[int], batch_size: int, timing: Tim
     timing.add(len(image_ids), time.perf_counter() - wall, time.process_time() - cpu)
     if report.embedded != len(image_ids) or report.reused or report.failed:
         raise SystemExit(f"unexpected report: {report}")
+    print(f"  end to end: {timing.last_rate:.1f} img/s", file=sys.stderr, flush=True)
 
 
 def main() -> None:

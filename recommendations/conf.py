@@ -58,8 +58,9 @@ DEFAULTS: dict[str, Any] = {
     "HNSW_EF_CONSTRUCTION": 64,
     # A build whose graph does not fit in this memory is many times slower (~500 MB per 100k 2,048-d rows).
     "HNSW_BUILD_MEMORY": "1GB",
-    # Parallel workers helping the index build (also capped by the server's max_parallel_workers).
-    "HNSW_BUILD_WORKERS": 2,
+    # Parallel workers helping the index build; the leader builds too, so cores - 1 (capped by the server's
+    # max_parallel_maintenance_workers). 1 halves the build time on two cores.
+    "HNSW_BUILD_WORKERS": 1,
     # With diversity > 0, MMR re-ranks this many candidates per requested result.
     "MMR_CANDIDATES": 4,
     # Below this many candidate products a filtered query scans exactly instead of using the index.

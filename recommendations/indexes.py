@@ -68,6 +68,9 @@ def ensure_space_index(space: EmbeddingSpace, *, concurrently: bool = False) -> 
     build_settings = {
         "maintenance_work_mem": str(app_setting("HNSW_BUILD_MEMORY")),
         "max_parallel_maintenance_workers": str(int(app_setting("HNSW_BUILD_WORKERS"))),
+        # Workers are planned from the size of the table's main heap, but the vectors live in its TOAST
+        # table: the heap looks tiny and PostgreSQL would build alone.
+        "min_parallel_table_scan_size": "0",
     }
     if concurrently:
         if connection.in_atomic_block:
