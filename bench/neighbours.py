@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from bench._common import Measurement, markdown_table, print_hardware, timed
-from recommendations.ranking import exact_top_k
+from recommendations.topk import exact_top_k
 
 
 def synthetic_vectors(n: int, dims: int, seed: int) -> torch.Tensor:

@@ -132,7 +132,7 @@ def score_rankings(rankings: Mapping[K, Sequence[K]], keys: Mapping[K, Hashable]
 
 def exact_rankings(ids: Sequence[K], vectors: np.ndarray, k: int) -> dict[K, list[K]]:
     """Each item's ``k`` nearest other items (cosine), by exhaustive search: for baselines and checks."""
-    from recommendations.ranking import exact_top_k
+    from recommendations.topk import exact_top_k
 
     if len(ids) < 2:
         return {item: [] for item in ids}

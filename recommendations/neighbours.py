@@ -98,7 +98,7 @@ def top_k_distinct_photos(
     never lists rows showing one of its photos, and of two candidates showing the same photo only the
     better one is listed.
     """
-    from recommendations.ranking import exact_top_k  # torch: only the batch job needs it
+    from recommendations.topk import exact_top_k  # torch: only the batch job needs it
 
     n = len(vectors)
     if n and not np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6):

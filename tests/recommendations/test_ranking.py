@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from recommendations.ranking import exact_top_k, mmr
+from recommendations.ranking import mmr
+from recommendations.topk import exact_top_k
 
 torch.set_num_threads(2)
 
