@@ -51,7 +51,9 @@ def ensure_admin() -> tuple[str, str]:
             password_file.write_text(secrets.token_urlsafe(12))
             password_file.chmod(0o600)
         password = password_file.read_text().strip()
-    user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": f"{username}@localhost"})
+    user, _ = get_user_model().objects.get_or_create(
+        username=username, defaults={"email": f"{username}@localhost"}
+    )
     user.is_staff = user.is_superuser = True
     user.set_password(password)
     user.save()
@@ -78,8 +80,12 @@ def load_catalog(catalog: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", help="a CSV file, a folder of photos or a ZIP to import instead of the demo")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--catalog", help="a CSV file, a folder of photos or a ZIP to import instead of the demo"
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
     parser.add_argument("--no-serve", action="store_true", help="set everything up, then exit")
     args = parser.parse_args(argv)
@@ -102,19 +108,41 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     children: list[subprocess.Popen] = []
     say("Starting a Celery worker (queues default, scrape, embeddings)")
-    children.append(subprocess.Popen(
-        [python, "-m", "celery", "-A", "config", "worker", "-Q", "default,scrape,embeddings", "-c", "2",
-         "-n", "demo@%h", "-l", "info"], cwd=ROOT, env=child_env,
-    ))
+    children.append(
+        subprocess.Popen(
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                "default,scrape,embeddings",
+                "-c",
+                "2",
+                "-n",
+                "demo@%h",
+                "-l",
+                "info",
+            ],
+            cwd=ROOT,
+            env=child_env,
+        )
+    )
     say("Queueing the embedding of the catalog")
     subprocess.run([python, "manage.py", "embed_catalog", "--async"], cwd=ROOT, env=child_env, check=False)
     if args.no_serve:
         for child in children:
             child.terminate()
         return 0
-    children.append(subprocess.Popen(
-        [python, "manage.py", "runserver", f"127.0.0.1:{args.port}", "--noreload"], cwd=ROOT, env=child_env,
-    ))
+    children.append(
+        subprocess.Popen(
+            [python, "manage.py", "runserver", f"127.0.0.1:{args.port}", "--noreload"],
+            cwd=ROOT,
+            env=child_env,
+        )
+    )
     print(
         f"\n  Store:  http://127.0.0.1:{args.port}/\n  Admin:  http://127.0.0.1:{args.port}/admin/"
         f"  (user {username!r}, password {password!r})\n  API:    http://127.0.0.1:{args.port}/api/docs/\n"

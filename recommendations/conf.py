@@ -73,9 +73,9 @@ DEFAULTS: dict[str, Any] = {
     # Image searches per user (or address when anonymous): each one runs the image model. None: no limit.
     "IMAGE_SEARCH_RATE": "60/minute",
     # --- Personalisation (docs/personalisation.md) ---
-    # Shopper profile of /for-you/ and the widget: "mean", "weighted", "session" or "best_score"; a page may ask
-    # for another with ?strategy=. weighted honours dislikes and recency and ranks browsing sessions about as
-    # well as mean (docs/benchmarks/personalisation.md).
+    # Shopper profile of /for-you/ and the widget: "mean", "weighted", "session" or "best_score"; a page
+    # may ask for another with ?strategy=. weighted honours dislikes and recency and ranks browsing sessions
+    # about as well as mean (docs/benchmarks/personalisation.md).
     "PROFILE_STRATEGY": "weighted",
     # The preference game's profile: best_score with the products not picked as negatives finds a target in
     # about 0.04 × the rounds of random browsing (weighted: 0.17 ×).

@@ -41,7 +41,9 @@ class EmbeddingSpace(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["encoder", "weights_id"], name="space_unique_encoder_weights"),
             # At most one active space: queries never mix encoders.
-            models.UniqueConstraint(fields=["state"], condition=models.Q(state="active"), name="space_one_active"),
+            models.UniqueConstraint(
+                fields=["state"], condition=models.Q(state="active"), name="space_one_active"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -66,7 +68,9 @@ class ImageEmbedding(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["space", "image"], name="imageembedding_unique_space_image")]
+        constraints = [
+            models.UniqueConstraint(fields=["space", "image"], name="imageembedding_unique_space_image")
+        ]
         indexes = [models.Index(fields=["space", "product"], name="imageembedding_space_product")]
 
     def __str__(self) -> str:
@@ -158,3 +162,6 @@ class ShownProduct(models.Model):
             models.UniqueConstraint(fields=["session_key", "page", "product"], name="shownproduct_unique")
         ]
         indexes = [models.Index(fields=["session_key", "page", "round"], name="shownproduct_session_page")]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} shown on {self.page}"

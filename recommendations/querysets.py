@@ -14,7 +14,9 @@ class EmbeddingSpaceQuerySet(models.QuerySet):
 
 
 class InteractionQuerySet(models.QuerySet):
-    def for_shopper(self, *, session_key: str | None = None, user_id: int | None = None) -> InteractionQuerySet:
+    def for_shopper(
+        self, *, session_key: str | None = None, user_id: int | None = None
+    ) -> InteractionQuerySet:
         if user_id is not None:
             return self.filter(models.Q(user_id=user_id) | models.Q(session_key=session_key or "\0"))
         return self.filter(session_key=session_key or "\0")

@@ -14,7 +14,9 @@ def thumbnail_html(image: ProductImage | None, size_px: int = 64) -> str:
         return "—"
     return format_html(
         '<img src="{}" width="{}" height="{}" style="object-fit:cover;border-radius:4px" alt="">',
-        image.image.url, size_px, size_px,
+        image.image.url,
+        size_px,
+        size_px,
     )
 
 
@@ -44,7 +46,17 @@ class CategoryAdmin(admin.ModelAdmin):
 class ProductImageInline(admin.TabularInline):
     model = ProductImage
     extra = 0
-    fields = ["preview", "position", "image", "source_url", "status", "failure_reason", "width", "height", "sha256"]
+    fields = [
+        "preview",
+        "position",
+        "image",
+        "source_url",
+        "status",
+        "failure_reason",
+        "width",
+        "height",
+        "sha256",
+    ]
     readonly_fields = ["preview", "status", "failure_reason", "width", "height", "sha256"]
     ordering = ["position", "pk"]
 
@@ -55,7 +67,17 @@ class ProductImageInline(admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ["thumbnail", "title", "external_id", "store", "category", "price", "currency", "in_stock", "updated_at"]
+    list_display = [
+        "thumbnail",
+        "title",
+        "external_id",
+        "store",
+        "category",
+        "price",
+        "currency",
+        "in_stock",
+        "updated_at",
+    ]
     list_display_links = ["thumbnail", "title"]
     list_filter = ["in_stock", "store", ("category", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["title", "=external_id"]

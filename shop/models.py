@@ -29,7 +29,9 @@ class Store(models.Model):
 class Category(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200)
-    parent = models.ForeignKey("self", null=True, blank=True, related_name="children", on_delete=models.CASCADE)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, related_name="children", on_delete=models.CASCADE
+    )
     # Materialised path ("men/shirts/") so a whole subtree is one indexed prefix query.
     path = models.CharField(max_length=1000, editable=False, db_index=True)
 
@@ -58,7 +60,9 @@ class Category(models.Model):
         for name in [n.strip() for n in names if n and n.strip()]:
             slug = slugify(name)[:200] or "category"
             path = (parent.path if parent else "") + slug + "/"
-            parent, _ = cls.objects.get_or_create(path=path, defaults={"name": name, "slug": slug, "parent": parent})
+            parent, _ = cls.objects.get_or_create(
+                path=path, defaults={"name": name, "slug": slug, "parent": parent}
+            )
         return parent
 
 
@@ -72,7 +76,9 @@ class Product(models.Model):
     price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     currency = models.CharField(max_length=3, default="EUR")
     in_stock = models.BooleanField(default=True)
-    category = models.ForeignKey(Category, null=True, blank=True, related_name="products", on_delete=models.SET_NULL)
+    category = models.ForeignKey(
+        Category, null=True, blank=True, related_name="products", on_delete=models.SET_NULL
+    )
     attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -82,7 +88,9 @@ class Product(models.Model):
     class Meta:
         ordering = ["-updated_at", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["store", "external_id"], name="product_unique_external_id_per_store"),
+            models.UniqueConstraint(
+                fields=["store", "external_id"], name="product_unique_external_id_per_store"
+            ),
         ]
         indexes = [
             models.Index(fields=["store", "in_stock"], name="product_store_stock"),
@@ -120,7 +128,9 @@ class ProductImage(models.Model):
 
     product = models.ForeignKey(Product, related_name="images", on_delete=models.CASCADE)
     source_url = models.URLField(max_length=2000, blank=True)
-    image = models.ImageField(upload_to=product_image_path, blank=True, width_field="width", height_field="height")
+    image = models.ImageField(
+        upload_to=product_image_path, blank=True, width_field="width", height_field="height"
+    )
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)

@@ -28,7 +28,9 @@ class ProductQuerySet(models.QuerySet):
         """Products in the category or any of its sub-categories."""
         return self.filter(category__path__startswith=category.path)
 
-    def price_between(self, min_price: Decimal | None = None, max_price: Decimal | None = None) -> ProductQuerySet:
+    def price_between(
+        self, min_price: Decimal | None = None, max_price: Decimal | None = None
+    ) -> ProductQuerySet:
         qs = self
         if min_price is not None:
             qs = qs.filter(price__gte=min_price)
@@ -41,7 +43,9 @@ class ProductQuerySet(models.QuerySet):
         from shop.models import ProductImage
 
         return self.prefetch_related(
-            models.Prefetch("images", queryset=ProductImage.objects.order_by("position", "pk"), to_attr="ordered_images")
+            models.Prefetch(
+                "images", queryset=ProductImage.objects.order_by("position", "pk"), to_attr="ordered_images"
+            )
         )
 
 

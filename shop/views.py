@@ -10,16 +10,22 @@ PAGE_SIZE = 24
 
 
 def product_list(request: HttpRequest, path: str | None = None) -> HttpResponse:
-    products = Product.objects.select_related("category").with_primary_image().order_by("-in_stock", "title", "pk")
+    products = (
+        Product.objects.select_related("category").with_primary_image().order_by("-in_stock", "title", "pk")
+    )
     category = None
     if path:
         category = get_object_or_404(Category, path=path.strip("/") + "/")
         products = products.in_category(category)
     page = Paginator(products, PAGE_SIZE).get_page(request.GET.get("page"))
     categories = Category.objects.filter(parent__isnull=True).order_by("name")
-    return render(request, "shop/product_list.html", {"page": page, "category": category, "categories": categories})
+    return render(
+        request, "shop/product_list.html", {"page": page, "category": category, "categories": categories}
+    )
 
 
 def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    product = get_object_or_404(Product.objects.select_related("category", "store").with_primary_image(), pk=pk)
+    product = get_object_or_404(
+        Product.objects.select_related("category", "store").with_primary_image(), pk=pk
+    )
     return render(request, "shop/product_detail.html", {"product": product})

@@ -20,14 +20,18 @@ CHROMIUM = os.environ.get("LOOKALIKE_CHROMIUM", "/usr/bin/chromium")
 def pytest_report_header(config) -> list[str]:
     lines = [f"data: {DATA_DIR} ({'found' if DATA_DIR.exists() else 'MISSING: data-driven tests skip'})"]
     if not Path(CHROMIUM).exists():
-        lines.append(f"!!! {CHROMIUM} not found: BROWSER TESTS WILL BE SKIPPED (apt-get install -y chromium) !!!")
+        lines.append(
+            f"!!! {CHROMIUM} not found: BROWSER TESTS WILL BE SKIPPED (apt-get install -y chromium) !!!"
+        )
     return lines
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     if Path(CHROMIUM).exists():
         return
-    skip = pytest.mark.skip(reason=f"browser test skipped: no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    skip = pytest.mark.skip(
+        reason=f"browser test skipped: no Chromium at {CHROMIUM} (apt-get install -y chromium)"
+    )
     for item in items:
         if "browser" in item.keywords:
             item.add_marker(skip)
@@ -36,7 +40,8 @@ def pytest_collection_modifyitems(config, items) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not Path(CHROMIUM).exists():
         terminalreporter.write_line(
-            f"WARNING: browser tests were SKIPPED because {CHROMIUM} is missing (apt-get install -y chromium).",
+            f"WARNING: browser tests were SKIPPED because {CHROMIUM} is missing "
+            "(apt-get install -y chromium).",
             red=True,
             bold=True,
         )
@@ -71,9 +76,28 @@ def celery_worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Pop
     log = open(log_path, "w")  # noqa: SIM115 - kept open for the worker's lifetime
     run_id = os.environ["LOOKALIKE_TEST_RUN_ID"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,scrape,embeddings",
-         "-c", "2", "-n", f"test-{run_id}@%h", "--without-gossip", "--without-mingle", "-l", "info"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "default,scrape,embeddings",
+            "-c",
+            "2",
+            "-n",
+            f"test-{run_id}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120
@@ -81,9 +105,11 @@ def celery_worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Pop
             try:
                 assert ping.apply_async(args=["ready"]).get(timeout=10) == "ready"
                 break
-            except Exception:
+            except Exception as exc:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Celery worker did not start; log: {log_path}\n{log_path.read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"Celery worker did not start; log: {log_path}\n{log_path.read_text()[-3000:]}"
+                    ) from exc
         yield process
     finally:
         process.terminate()
@@ -105,8 +131,15 @@ def browser() -> Iterator[object]:
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield instance
         instance.close()

@@ -17,8 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_embedded(var_dir: Path, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["LOOKALIKE_VAR_DIR"] = str(var_dir)
-    result = subprocess.run([sys.executable, "-m", "config.embedded", *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "config.embedded", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -44,7 +50,9 @@ def test_two_processes_share_one_server_per_data_dir_and_stop_stops_them(tmp_pat
     assert "postgres: stopped" in stopped and "valkey: stopped" in stopped
     assert "not running" in run_embedded(var_dir, "status")
     with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(host=state["host"], port=state["port"], user="postgres", dbname="lookalike", connect_timeout=2)
+        psycopg.connect(
+            host=state["host"], port=state["port"], user="postgres", dbname="lookalike", connect_timeout=2
+        )
 
     # Data survives a restart: the cluster is initialised once.
     run_embedded(var_dir, "start")
@@ -58,7 +66,13 @@ def test_unusable_data_directory_gives_a_clear_error(tmp_path):
     (var_dir / "postgres" / "stray-file").write_text("not a cluster")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["LOOKALIKE_VAR_DIR"] = str(var_dir)
-    result = subprocess.run([sys.executable, "-c", "from config import embedded; embedded.ensure_postgres()"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", "from config import embedded; embedded.ensure_postgres()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "is not empty but holds no PostgreSQL cluster" in result.stderr

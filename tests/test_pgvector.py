@@ -17,7 +17,9 @@ def test_extension_installed_at_least_0_7():
 
 def test_vector_and_halfvec_round_trip():
     with connection.cursor() as cursor:
-        cursor.execute("select '[1,2.5,3]'::vector, '[0.5,0.25,-1]'::halfvec(3), '[1,0]'::vector <=> '[0,1]'::vector")
+        cursor.execute(
+            "select '[1,2.5,3]'::vector, '[0.5,0.25,-1]'::halfvec(3), '[1,0]'::vector <=> '[0,1]'::vector"
+        )
         vector, halfvec, distance = cursor.fetchone()
     assert np.allclose(Vector.from_text(vector).to_numpy(), [1, 2.5, 3])
     assert np.allclose(HalfVector.from_text(halfvec).to_numpy(), [0.5, 0.25, -1])

@@ -369,7 +369,10 @@ def test_iter_batches_on_gpu_matches_the_cpu_pipeline():
     on_cpu = list(iter_batches(items, preprocess=preprocess, batch_size=4, workers=2))
 
     assert [batch.keys for batch in on_device] == [batch.keys for batch in on_cpu]
-    assert [batch.keys for batch in on_device] == [["baseline-a", "png", "baseline-b"], ["progressive", "baseline-c"]]
+    assert [batch.keys for batch in on_device] == [
+        ["baseline-a", "png", "baseline-b"],
+        ["progressive", "baseline-c"],
+    ]
     assert [key for batch in on_device for key, _ in batch.failures] == ["broken"]
     for device_batch, cpu_batch in zip(on_device, on_cpu, strict=True):
         assert device_batch.tensor.shape == cpu_batch.tensor.shape

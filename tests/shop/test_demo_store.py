@@ -24,4 +24,7 @@ def test_demo_catalog_loads_products_categories_and_images():
     assert stock == {r.external_id: r.in_stock for r in records}
     # Loading again changes nothing.
     load_demo_catalog(records)
-    assert store.products.count() == 24 and ProductImage.objects.filter(product__store=store).count() == images.count()
+    assert (
+        store.products.count() == 24
+        and ProductImage.objects.filter(product__store=store).count() == images.count()
+    )
