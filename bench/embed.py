@@ -1,7 +1,7 @@
 """Embedding throughput: end-to-end (stored JPEG bytes → vectors committed in Postgres) vs model only.
 
     python bench/embed.py [--images 512] [--encoders efficientnet_lite0:DEFAULT,resnet50:random,...]
-                          [--batch-size 32] [--torch-threads 2] [--decode-workers 1] [--rounds 1]
+                          [--batch-size 32] [--torch-threads 2] [--decode-workers 1] [--rounds 2]
                           [--device cpu|cuda]
 
 Both are measured in this process, on the same photos, with the same warm model:

@@ -432,9 +432,12 @@ def embed_images(
     if space is not None:
         _embed_into_space(ids, space, weights=weights, **options)
         return report
-    from recommendations.encoders import EncoderWeightsUnavailable
+    targets = live_spaces()
+    if not targets:  # nothing to embed into yet: `manage.py embed_catalog` creates the first space
+        return report
+    from recommendations.encoders import EncoderWeightsUnavailable  # torch: only once there is work
 
-    for target in live_spaces():
+    for target in targets:
         try:
             _embed_into_space(ids, target, weights=None, **options)
         except EncoderWeightsUnavailable:

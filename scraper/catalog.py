@@ -336,10 +336,9 @@ class CatalogWriter:
             self.image_model._default_manager.filter(pk=row.pk).update(**{self.i["position"].name: position})
 
     def image_is_stored(self, row: models.Model) -> bool:
-        has_file = bool(getattr(row, self.i["image"].attname))
-        if "status" in self.i:
-            return has_file and getattr(row, self.i["status"].attname) == STORED
-        return has_file
+        # A failed download leaves no file. A row with its file is downloaded even when the embedding
+        # pipeline later marked the photo failed (unreadable by the model): fetching it again changes nothing.
+        return bool(getattr(row, self.i["image"].attname))
 
     def image_value(self, row: models.Model, role: str) -> Any:
         return getattr(row, self.i[role].attname) if role in self.i else None

@@ -40,7 +40,7 @@ def test_embeds_the_catalog_with_progress_and_a_summary_then_skips_it(store):
     out, err = run("--batch-size", "2")
 
     assert "Embedding 6 images into space" in out
-    assert "Embedded 3, skipped 0 already embedded, failed 3" in out
+    assert "Embedded 3, skipped 0 unchanged, failed 3" in out
     assert "images/s" in out
     # Failures grouped by kind: the two truncated files differ only in numbers.
     assert "Failures by reason:" in out
@@ -55,7 +55,7 @@ def test_embeds_the_catalog_with_progress_and_a_summary_then_skips_it(store):
     }
 
     out, _ = run("--no-progress")
-    assert "Embedded 0, skipped 6 already embedded, failed 0" in out
+    assert "Embedded 0, skipped 6 unchanged, failed 0" in out
     assert ImageEmbedding.objects.count() == 6
 
 

@@ -43,6 +43,8 @@ def test_images_are_queued_after_commit_only_when_their_file_changes(
     product = create_product(store=store, image=None)
 
     def queued(action: Callable[[], object]) -> list[int]:
+        # Earlier tests' transactions never commit either: their ids are still waiting in this thread.
+        services._pending.ids = {}
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             action()
         ids = sorted({pk for ids in services._pending.ids.values() for pk in ids}) if callbacks else []

@@ -113,7 +113,7 @@ class Command(BaseCommand):
         rate = report.done / report.seconds if report.seconds > 0 else 0.0
         reused = f" ({report.reused:,} reused from identical files)" if report.reused else ""
         self.stdout.write(
-            f"Embedded {report.embedded:,}{reused}, skipped {report.skipped:,} already embedded, "
+            f"Embedded {report.embedded:,}{reused}, skipped {report.skipped:,} unchanged, "
             f"failed {len(report.failed):,}"
             + (f", {report.unavailable:,} without a file" if report.unavailable else "")
             + f" in {report.seconds:.1f} s ({rate:.1f} images/s)."
