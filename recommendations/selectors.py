@@ -476,15 +476,17 @@ def _nearest_statement(
     distance = CosineDistance(
         Cast("vector", HalfVectorField(dimensions=dimensions)), Value(QueryVector(query))
     )
+    if exact:
+        # "+ 0" keeps the ORDER BY from matching the HNSW index expression, so the vector index cannot be
+        # used while the b-tree on (product, space) still can: a filtered exact scan reads only its rows.
+        distance = models.ExpressionWrapper(distance + Value(0.0), output_field=models.FloatField())
     queryset = (
         candidates.annotate(distance=distance)
         .order_by("distance")
         .values_list("product_id", "distance", "image_sha256s")[:fetch]
     )
-    if exact:
-        # HNSW has no bitmap scans: with plain index scans off the vector index cannot be used.
-        query_settings = {"enable_indexscan": "off"}
-    else:
+    query_settings: dict[str, str] = {}
+    if not exact:
         query_settings = {
             "hnsw.ef_search": str(min(MAX_EF_SEARCH, max(int(app_setting("HNSW_EF_SEARCH")), fetch)))
         }
@@ -500,12 +502,13 @@ def _read_with_settings(
     sql: str, params: Sequence[Any], query_settings: dict[str, str]
 ) -> list[tuple[Any, ...]]:
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            # set_config(..., true) is SET LOCAL; one statement, one round trip.
-            cursor.execute(
-                "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(query_settings)),
-                [value for pair in query_settings.items() for value in pair],
-            )
+        if query_settings:
+            with connection.cursor() as cursor:
+                # set_config(..., true) is SET LOCAL; one statement, one round trip.
+                cursor.execute(
+                    "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(query_settings)),
+                    [value for pair in query_settings.items() for value in pair],
+                )
         rows = _fetch_binary(sql, params)
         # Read-only: rolling back undoes the SET LOCALs even when a caller's transaction encloses this one.
         transaction.set_rollback(True)
@@ -585,11 +588,22 @@ def search_near_vector(
 
     expected = fetch
     if not exact and filters.narrows_beyond_stock:
-        # Few matching products: scan them exactly. Counting stops at the cap, so it stays cheap.
-        threshold = int(app_setting("EXACT_SCAN_THRESHOLD"))
-        matching = candidates[: max(threshold, fetch)].count()
-        exact, expected = matching < threshold, min(fetch, matching)
-    rows = _nearest_rows(candidates, space=space, vector=vector, fetch=fetch, exact=exact)
+        # Few matching products: scan their vectors exactly. The filter is answered on the catalog's own
+        # table (its indexes, capped at the threshold), then only those products' vectors are read.
+        threshold = max(int(app_setting("EXACT_SCAN_THRESHOLD")), fetch)
+        matching_ids = list(
+            product_model()
+            ._default_manager.order_by()
+            .filter(filters.product_q())
+            .values_list("pk", flat=True)[:threshold]
+        )
+        exact, expected = len(matching_ids) < threshold, min(fetch, len(matching_ids))
+        if exact:
+            candidates = candidates.filter(product_id__in=matching_ids)
+    if exact and expected == 0:
+        rows = []  # nothing passes the filters (and an empty IN () compiles to no SQL at all)
+    else:
+        rows = _nearest_rows(candidates, space=space, vector=vector, fetch=fetch, exact=exact)
     if not exact and len(rows) < expected:
         # The index scan hit hnsw.max_scan_tuples before enough rows passed the filters (or the catalog is
         # smaller than the request): the exact scan gives everything there is.

@@ -132,7 +132,8 @@ def test_empty_answers_say_why(store, space, make_product):
 
 
 def nearest_query_sql(space, vector, filters: ProductFilter) -> str:
-    with CaptureQueriesContext(connection) as queries:
+    # The index path's SQL (the exact path orders by a different expression and lists the product ids).
+    with settings_with(EXACT_SCAN_THRESHOLD=0), CaptureQueriesContext(connection) as queries:
         selectors.search_near_vector(vector=vector, limit=10, filters=filters, space=space)
     return next(q["sql"] for q in queries.captured_queries if "<=>" in q["sql"])
 
