@@ -8,6 +8,7 @@ from django.core.checks import Error, register
 
 from recommendations.conf import app_setting
 from recommendations.encoder_registry import ENCODER_INFO
+from recommendations.profiles import STRATEGIES
 
 
 @register()
@@ -24,5 +25,22 @@ def check_settings(app_configs, **kwargs) -> list[Error]:
                 f"RECOMMENDATIONS['ENCODER'] = {encoder!r} is not one of {sorted(ENCODER_INFO)}",
                 id="recommendations.E001",
             )
+        )
+    for name in ("PROFILE_STRATEGY", "GAME_PROFILE_STRATEGY"):
+        if app_setting(name) not in STRATEGIES:
+            errors.append(
+                Error(
+                    f"RECOMMENDATIONS[{name!r}] = {app_setting(name)!r} is not one of {list(STRATEGIES)}",
+                    id="recommendations.E003",
+                )
+            )
+    if app_setting("EXPLORE_MODE") not in ("diverse", "random"):
+        errors.append(
+            Error("RECOMMENDATIONS['EXPLORE_MODE'] must be 'diverse' or 'random'.", id="recommendations.E004")
+        )
+    ratio = app_setting("EXPLORE_RATIO")
+    if not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+        errors.append(
+            Error("RECOMMENDATIONS['EXPLORE_RATIO'] must be a number from 0 to 1.", id="recommendations.E005")
         )
     return errors

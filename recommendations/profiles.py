@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recommendations.ranking import mmr
+
 DAY_S = 86_400.0
 # How much each kind of interaction says about taste; a purchase says most.
 POSITIVE_WEIGHTS: dict[str, float] = {
@@ -347,9 +349,6 @@ def explore_exploit(
             pool = np.sort(pool)  # the pool's order must not depend on anything but the rng draw
             subset = np.concatenate([exploit, pool])
             vectors = np.asarray(diversity_vectors, dtype=np.float32)[subset]
-            # ranking imports torch at module level: web processes load it only when they explore.
-            from .ranking import mmr
-
             chosen = mmr(score_array[subset], vectors, k_explore, diversity, selected=range(exploit.size))
             explore = subset[chosen]
     return Picks(
