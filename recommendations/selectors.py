@@ -599,7 +599,11 @@ def search_near_vector(
         )
         exact, expected = len(matching_ids) < threshold, min(fetch, len(matching_ids))
         if exact:
-            candidates = candidates.filter(product_id__in=matching_ids)
+            # The ids already passed the filters: without the join the planner reads just their rows
+            # through the (product, space) index instead of scanning the space.
+            candidates = _candidates(space, ProductFilter(in_stock_only=False), exclude_sha256s).filter(
+                product_id__in=matching_ids
+            )
     if exact and expected == 0:
         rows = []  # nothing passes the filters (and an empty IN () compiles to no SQL at all)
     else:
