@@ -101,8 +101,16 @@ class ProductNeighbour(models.Model):
     """Precomputed exact top-K neighbours of a product (``manage.py compute_neighbours``)."""
 
     space = models.ForeignKey(EmbeddingSpace, related_name="neighbours", on_delete=models.CASCADE)
-    product = models.ForeignKey(PRODUCT_MODEL, related_name="+", on_delete=models.CASCADE)
-    neighbour = models.ForeignKey(PRODUCT_MODEL, related_name="+", on_delete=models.CASCADE)
+    # No database constraints on the two product keys: a constraint check locks the product row (FOR KEY
+    # SHARE) for each of the millions of rows COPY writes, which made writing 100,000 x 20 neighbours take
+    # longer than computing them. Deleting a product through Django still deletes its rows (on_delete
+    # runs in Python), and readers skip neighbours whose product is gone.
+    product = models.ForeignKey(
+        PRODUCT_MODEL, related_name="+", on_delete=models.CASCADE, db_constraint=False
+    )
+    neighbour = models.ForeignKey(
+        PRODUCT_MODEL, related_name="+", on_delete=models.CASCADE, db_constraint=False
+    )
     rank = models.PositiveSmallIntegerField()
     score = models.FloatField()
     computed_at = models.DateTimeField()

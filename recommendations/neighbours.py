@@ -88,7 +88,7 @@ def top_k_distinct_photos(
     image_sha256s: Sequence[Sequence[str]],
     k: int,
     *,
-    block_rows: int = 4096,
+    block_rows: int | None = None,
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +185,7 @@ def compute_neighbours(
     *,
     space: EmbeddingSpace | None = None,
     k: int | None = None,
-    block_rows: int = 4096,
+    block_rows: int | None = None,
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> NeighboursReport:

@@ -119,6 +119,40 @@ def test_selectors_serve_the_stored_neighbours_same_as_live(store):
         assert [i.score for i in stored.items] == pytest.approx([i.score for i in live.items], abs=2e-3)
 
 
+def test_deleted_products_leave_no_stale_neighbours(store):
+    """The product keys carry no database constraint (so COPY does not lock every product row): deleting
+    through Django still removes the rows, and rows left by a delete that bypassed Django are skipped."""
+    from django.db import connection
+
+    from recommendations.models import ProductEmbedding
+
+    space = create_space(DIMENSIONS)
+    vectors = clustered_vectors(40, DIMENSIONS, clusters=2, seed=5)
+    products = create_catalog(store, vectors, space=space)
+    compute_neighbours(k=5)
+
+    products[0].delete()
+    assert not ProductNeighbour.objects.filter(product_id=products[0].pk).exists()
+    assert not ProductNeighbour.objects.filter(neighbour_id=products[0].pk).exists()
+
+    # A shop's own SQL removes a product behind Django's back: the rows naming it stay ...
+    victim_id = ProductNeighbour.objects.get(space=space, product=products[1], rank=1).neighbour_id
+    victim = next(product for product in products if product.pk == victim_id)
+    listed_by = list(
+        ProductNeighbour.objects.filter(neighbour_id=victim.pk).values_list("product_id", flat=True)
+    )
+    assert listed_by
+    ProductEmbedding.objects.filter(product_id=victim.pk).delete()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM shop_productimage WHERE product_id = %s", [victim.pk])
+        cursor.execute("DELETE FROM shop_product WHERE id = %s", [victim.pk])
+    # ... and the product pages that listed it still show 5 existing products, none of them the gone one.
+    for product_id in listed_by:
+        answer = selectors.find_similar_products(product=product_id, limit=5)
+        assert len(answer.items) == 5
+        assert victim.pk not in [item.product.pk for item in answer.items]
+
+
 def test_command_reports_and_refuses_bad_input(store, capsys):
     with pytest.raises(CommandError, match="No embedding space is active"):
         call_command("compute_neighbours", no_progress=True)

@@ -26,7 +26,10 @@ class Command(BaseCommand):
             "--space", type=int, default=None, help="embedding space id (default: the active one)"
         )
         parser.add_argument(
-            "--block-rows", type=int, default=4096, help="rows per matrix-multiplication block"
+            "--block-rows",
+            type=int,
+            default=None,
+            help="rows per matrix-multiplication block (default: 2048 on CPU, 8192 on CUDA)",
         )
         parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
