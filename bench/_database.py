@@ -77,6 +77,7 @@ def percentile_ms(samples_s: list[float], q: float) -> float:
 
 
 def synthetic_vectors(n: int, dims: int, seed: int):
+    """Unit vectors clustered like real embeddings: n/50 "looks", each product a noisy copy of one."""
     import numpy as np
 
     rng = np.random.default_rng(seed)

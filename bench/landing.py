@@ -43,26 +43,10 @@ args = parse_args()
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._database import benchmark_database, percentile_ms, raw_connection
+from bench._database import benchmark_database, percentile_ms, raw_connection, synthetic_vectors
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537"
 RESULTS: list[dict] = []
-
-
-def synthetic_vectors(n: int, dims: int, seed: int):
-    """Unit vectors clustered like real embeddings: n/50 "looks", each product a noisy copy of one."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    looks = max(10, n // 50)
-    centres = rng.standard_normal((looks, dims), dtype=np.float32)
-    vectors = np.empty((n, dims), dtype=np.float32)
-    for start in range(0, n, 10_000):
-        stop = min(n, start + 10_000)
-        vectors[start:stop] = centres[rng.integers(0, looks, stop - start)]
-        vectors[start:stop] += rng.standard_normal((stop - start, dims), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors
 
 
 def load_catalog(vectors) -> tuple:

@@ -129,7 +129,7 @@ def run_size(n: int) -> None:
     from django.test import Client
 
     from recommendations import selectors
-    from recommendations.models import ProductNeighbour
+    from recommendations.models import ProductNeighbours
     from recommendations.neighbours import compute_neighbours
     from shop.models import Product
 
@@ -251,7 +251,7 @@ def run_size(n: int) -> None:
             scores[np.arange(len(picks)), picks] = -np.inf
             top = np.argsort(-scores, axis=1)[:, :20]
             top_scores = np.take_along_axis(scores, top, axis=1)
-            ProductNeighbour.objects.filter(space=space).delete()
+            ProductNeighbours.objects.filter(space=space).delete()
             _store_subset(space, ids, picks, top, top_scores)
             report = None
             what = f"exact top-20 of the {len(picks)} query products (numpy), stored"
@@ -270,20 +270,18 @@ def run_size(n: int) -> None:
 def _store_subset(space, ids, picks, top, top_scores) -> None:
     from django.utils import timezone
 
-    from recommendations.models import ProductNeighbour
+    from recommendations.models import ProductNeighbours
 
     now = timezone.now()
-    ProductNeighbour.objects.bulk_create(
-        ProductNeighbour(
+    ProductNeighbours.objects.bulk_create(
+        ProductNeighbours(
             space=space,
             product_id=int(ids[p]),
-            neighbour_id=int(ids[j]),
-            rank=r + 1,
-            score=float(s),
+            neighbour_ids=[int(ids[j]) for j in row],
+            scores=[float(s) for s in row_scores],
             computed_at=now,
         )
         for p, row, row_scores in zip(picks, top, top_scores, strict=True)
-        for r, (j, s) in enumerate(zip(row, row_scores, strict=True))
     )
 
 

@@ -97,32 +97,30 @@ class ProductEmbedding(models.Model):
         return f"product {self.product_id} in space {self.space_id}"
 
 
-class ProductNeighbour(models.Model):
-    """Precomputed exact top-K neighbours of a product (``manage.py compute_neighbours``)."""
+class ProductNeighbours(models.Model):
+    """A product's precomputed exact top-K neighbours in a space (``manage.py compute_neighbours``), best
+    first.
+
+    One row per product with the ids and scores as arrays: a run writes 100,000 rows for 100,000 products
+    instead of 2,000,000 (one per pair), and a product page reads one row. ``neighbour_ids`` are product
+    primary keys without a foreign key: a deleted product is skipped by the readers (and gone after the
+    next run).
+    """
 
     space = models.ForeignKey(EmbeddingSpace, related_name="neighbours", on_delete=models.CASCADE)
-    # No database constraints on the two product keys: a constraint check locks the product row (FOR KEY
-    # SHARE) for each of the millions of rows COPY writes, which made writing 100,000 x 20 neighbours take
-    # longer than computing them. Deleting a product through Django still deletes its rows (on_delete
-    # runs in Python), and readers skip neighbours whose product is gone.
-    product = models.ForeignKey(
-        PRODUCT_MODEL, related_name="+", on_delete=models.CASCADE, db_constraint=False
-    )
-    neighbour = models.ForeignKey(
-        PRODUCT_MODEL, related_name="+", on_delete=models.CASCADE, db_constraint=False
-    )
-    rank = models.PositiveSmallIntegerField()
-    score = models.FloatField()
+    product = models.ForeignKey(PRODUCT_MODEL, related_name="+", on_delete=models.CASCADE)
+    neighbour_ids = ArrayField(models.BigIntegerField())
+    scores = ArrayField(models.FloatField())  # cosine similarity, same order as neighbour_ids
     computed_at = models.DateTimeField()
 
     class Meta:
-        ordering = ["product", "rank"]
+        verbose_name_plural = "product neighbours"
         constraints = [
-            models.UniqueConstraint(fields=["space", "product", "rank"], name="productneighbour_unique_rank")
+            models.UniqueConstraint(fields=["space", "product"], name="productneighbours_unique_product")
         ]
 
     def __str__(self) -> str:
-        return f"{self.product_id} → {self.neighbour_id} (#{self.rank})"
+        return f"neighbours of {self.product_id} in space {self.space_id}"
 
 
 class Interaction(models.Model):

@@ -36,7 +36,7 @@ from recommendations.catalog import (
     product_value,
 )
 from recommendations.conf import app_setting
-from recommendations.models import EmbeddingSpace, ProductEmbedding, ProductNeighbour
+from recommendations.models import EmbeddingSpace, ProductEmbedding, ProductNeighbours
 
 PRECOMPUTED = "precomputed"
 INDEX = "index"
@@ -245,14 +245,13 @@ def _space_embedding_and_neighbours(
     """The active space, the product's vector in it and its stored neighbours: one round trip, since every
     product page asks."""
     spaces, embeddings = EmbeddingSpace._meta.db_table, ProductEmbedding._meta.db_table
-    neighbours = ProductNeighbour._meta.db_table
+    neighbours = ProductNeighbours._meta.db_table
     space_columns = ", ".join(f"s.{column}" for column in _SPACE_COLUMNS)
     rows = _fetch_binary(
-        f"SELECT {space_columns}, e.vector, e.image_sha256s, e.updated_at, n.ids, n.scores, n.computed_at "
+        f"SELECT {space_columns}, e.vector, e.image_sha256s, e.updated_at, "
+        "n.neighbour_ids, n.scores, n.computed_at "
         f"FROM {spaces} s LEFT JOIN {embeddings} e ON e.space_id = s.id AND e.product_id = %s "
-        "LEFT JOIN LATERAL (SELECT array_agg(neighbour_id ORDER BY rank) AS ids, "
-        "array_agg(score ORDER BY rank) AS scores, min(computed_at) AS computed_at "
-        f"FROM {neighbours} WHERE space_id = s.id AND product_id = %s) n ON true "
+        f"LEFT JOIN {neighbours} n ON n.space_id = s.id AND n.product_id = %s "
         "WHERE s.state = %s ORDER BY s.created_at DESC LIMIT 1",
         [product_id, product_id, EmbeddingSpace.State.ACTIVE.value],
     )

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from recommendations import selectors
-from recommendations.models import ProductNeighbour
+from recommendations.models import ProductNeighbours
 from recommendations.neighbours import compute_neighbours, top_k_distinct_photos
 from tests.recommendations.vectors import clustered_vectors, create_catalog, create_space
 
@@ -77,12 +77,11 @@ def test_stored_neighbours_equal_brute_force_and_replace_old_rows(store):
     vectors = clustered_vectors(120, DIMENSIONS, clusters=4, seed=3)
     shas = photos_with_duplicates(120)
     products = create_catalog(store, vectors, space=space, shas=shas)
-    ProductNeighbour.objects.create(
+    ProductNeighbours.objects.create(
         space=other_space,
         product=products[0],
-        neighbour=products[1],
-        rank=1,
-        score=0.1,
+        neighbour_ids=[products[1].pk],
+        scores=[0.1],
         computed_at="2020-01-01T00:00Z",
     )
     stored = selectors.load_space_vectors(space).vectors  # halfvec: what the database compares
@@ -91,13 +90,13 @@ def test_stored_neighbours_equal_brute_force_and_replace_old_rows(store):
     again = compute_neighbours(k=5)
 
     assert report.products == 120 and report.rows_written == again.rows_written == 120 * 5
-    assert ProductNeighbour.objects.filter(space=space).count() == 120 * 5
-    assert ProductNeighbour.objects.filter(space=other_space).count() == 1  # other spaces untouched
+    assert ProductNeighbours.objects.filter(space=space).count() == 120  # one row per product
+    assert ProductNeighbours.objects.filter(space=other_space).count() == 1  # other spaces untouched
     expected = brute_force(stored, shas, 5)
     for row, product in enumerate(products):
-        neighbours = ProductNeighbour.objects.filter(space=space, product=product).order_by("rank")
-        assert [n.rank for n in neighbours] == [1, 2, 3, 4, 5]
-        assert [n.neighbour_id for n in neighbours] == [products[i].pk for i in expected[row]]
+        neighbours = ProductNeighbours.objects.get(space=space, product=product)
+        assert neighbours.neighbour_ids == [products[i].pk for i in expected[row]]
+        assert len(neighbours.scores) == 5 and neighbours.scores == sorted(neighbours.scores, reverse=True)
 
 
 def test_selectors_serve_the_stored_neighbours_same_as_live(store):
@@ -119,9 +118,9 @@ def test_selectors_serve_the_stored_neighbours_same_as_live(store):
         assert [i.score for i in stored.items] == pytest.approx([i.score for i in live.items], abs=2e-3)
 
 
-def test_deleted_products_leave_no_stale_neighbours(store):
-    """The product keys carry no database constraint (so COPY does not lock every product row): deleting
-    through Django still removes the rows, and rows left by a delete that bypassed Django are skipped."""
+def test_deleted_products_are_skipped_in_stored_neighbours(store):
+    """Neighbour ids carry no foreign key: a product deleted after the run (through Django or behind its
+    back) is skipped by the readers, and the next product moves up."""
     from django.db import connection
 
     from recommendations.models import ProductEmbedding
@@ -129,28 +128,22 @@ def test_deleted_products_leave_no_stale_neighbours(store):
     space = create_space(DIMENSIONS)
     vectors = clustered_vectors(40, DIMENSIONS, clusters=2, seed=5)
     products = create_catalog(store, vectors, space=space)
-    compute_neighbours(k=5)
+    compute_neighbours(k=8)
+    stored = ProductNeighbours.objects.get(space=space, product=products[1]).neighbour_ids
+    by_pk = {product.pk: product for product in products}
 
-    products[0].delete()
-    assert not ProductNeighbour.objects.filter(product_id=products[0].pk).exists()
-    assert not ProductNeighbour.objects.filter(neighbour_id=products[0].pk).exists()
-
-    # A shop's own SQL removes a product behind Django's back: the rows naming it stay ...
-    victim_id = ProductNeighbour.objects.get(space=space, product=products[1], rank=1).neighbour_id
-    victim = next(product for product in products if product.pk == victim_id)
-    listed_by = list(
-        ProductNeighbour.objects.filter(neighbour_id=victim.pk).values_list("product_id", flat=True)
-    )
-    assert listed_by
-    ProductEmbedding.objects.filter(product_id=victim.pk).delete()
+    by_pk[stored[0]].delete()  # through Django: its own row goes with it
+    assert not ProductNeighbours.objects.filter(product_id=stored[0]).exists()
+    # A shop's own SQL removes the rows that point at the product, then the product.
+    ProductEmbedding.objects.filter(product_id=stored[1]).delete()
+    ProductNeighbours.objects.filter(product_id=stored[1]).delete()
     with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM shop_productimage WHERE product_id = %s", [victim.pk])
-        cursor.execute("DELETE FROM shop_product WHERE id = %s", [victim.pk])
-    # ... and the product pages that listed it still show 5 existing products, none of them the gone one.
-    for product_id in listed_by:
-        answer = selectors.find_similar_products(product=product_id, limit=5)
-        assert len(answer.items) == 5
-        assert victim.pk not in [item.product.pk for item in answer.items]
+        cursor.execute("DELETE FROM shop_productimage WHERE product_id = %s", [stored[1]])
+        cursor.execute("DELETE FROM shop_product WHERE id = %s", [stored[1]])
+
+    answer = selectors.find_similar_products(product=products[1], limit=5)
+    assert answer.source == selectors.PRECOMPUTED
+    assert [item.product.pk for item in answer.items] == stored[2:7]
 
 
 def test_command_reports_and_refuses_bad_input(store, capsys):

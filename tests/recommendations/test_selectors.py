@@ -12,7 +12,7 @@ from django.utils import timezone
 from recommendations import selectors
 from recommendations.conf import app_setting
 from recommendations.indexes import ensure_space_index, space_index_name
-from recommendations.models import ProductEmbedding, ProductNeighbour
+from recommendations.models import ProductEmbedding, ProductNeighbours
 from recommendations.selectors import ProductFilter
 from tests.recommendations.vectors import clustered_vectors, create_catalog, create_space, exact_ids
 
@@ -248,12 +248,14 @@ def test_diversity_spreads_results_over_looks(store, space):
 
 def store_neighbours(space, product, neighbours, *, computed_at=None):
     computed_at = computed_at or timezone.now()
-    ProductNeighbour.objects.filter(space=space, product=product).delete()
-    ProductNeighbour.objects.bulk_create(
-        ProductNeighbour(
-            space=space, product=product, neighbour=n, rank=r, score=0.5, computed_at=computed_at
-        )
-        for r, n in enumerate(neighbours)
+    ProductNeighbours.objects.update_or_create(
+        space=space,
+        product=product,
+        defaults={
+            "neighbour_ids": [n.pk for n in neighbours],
+            "scores": [0.5] * len(neighbours),
+            "computed_at": computed_at,
+        },
     )
 
 
