@@ -167,8 +167,7 @@ def store_neighbours(
             with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 buffer = io.StringIO()
                 for row in range(len(product_ids)):
-                    found = indices[row] >= 0  # padding (-1) only at the end of a row
-                    count = int(found.sum())
+                    count = int((indices[row] >= 0).sum())  # padding (-1) only at the end of a row
                     if count == 0:
                         continue
                     neighbours = ",".join(id_texts[indices[row, :count]].tolist())

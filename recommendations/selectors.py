@@ -420,13 +420,18 @@ def _limit(limit: int | None) -> int:
 # --- live queries -----------------------------------------------------------------------------------------
 
 
-def _candidates(
-    space: EmbeddingSpace, filters: ProductFilter, exclude_sha256s: Sequence[str]
-) -> models.QuerySet:
-    rows = ProductEmbedding.objects.filter(space_id=space.pk).filter(filters.product_q(prefix="product__"))
+def _space_rows(space: EmbeddingSpace, exclude_sha256s: Sequence[str]) -> models.QuerySet:
+    """The space's product vectors, less those of products showing one of these photos."""
+    rows = ProductEmbedding.objects.filter(space_id=space.pk)
     if exclude_sha256s:
         rows = rows.exclude(image_sha256s__overlap=list(exclude_sha256s))
     return rows
+
+
+def _candidates(
+    space: EmbeddingSpace, filters: ProductFilter, exclude_sha256s: Sequence[str]
+) -> models.QuerySet:
+    return _space_rows(space, exclude_sha256s).filter(filters.product_q(prefix="product__"))
 
 
 @functools.cache
@@ -600,9 +605,7 @@ def search_near_vector(
         if exact:
             # The ids already passed the filters: without the join the planner reads just their rows
             # through the (product, space) index instead of scanning the space.
-            candidates = _candidates(space, ProductFilter(in_stock_only=False), exclude_sha256s).filter(
-                product_id__in=matching_ids
-            )
+            candidates = _space_rows(space, exclude_sha256s).filter(product_id__in=matching_ids)
     if exact and expected == 0:
         rows = []  # nothing passes the filters (and an empty IN () compiles to no SQL at all)
     else:

@@ -2,14 +2,18 @@
 
 import django.contrib.postgres.fields
 import django.db.models.deletion
+from django.conf import settings
 from django.db import migrations, models
+
+# The catalog models are configurable (docs/plugin.md); the migration follows the settings, as 0001 does.
+PRODUCT_MODEL = getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
 
 
 class Migration(migrations.Migration):
 
     dependencies = [
         ('recommendations', '0001_initial'),
-        ('shop', '0001_initial'),
+        migrations.swappable_dependency(PRODUCT_MODEL),
     ]
 
     operations = [
@@ -20,7 +24,7 @@ class Migration(migrations.Migration):
                 ('neighbour_ids', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), size=None)),
                 ('scores', django.contrib.postgres.fields.ArrayField(base_field=models.FloatField(), size=None)),
                 ('computed_at', models.DateTimeField()),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='shop.product')),
+                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=PRODUCT_MODEL)),
                 ('space', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='neighbours', to='recommendations.embeddingspace')),
             ],
             options={
