@@ -11,6 +11,8 @@ import psycopg
 import pytest
 import redis
 
+from config.embedded import shared_buffers_mb
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +43,12 @@ def test_two_processes_share_one_server_per_data_dir_and_stop_stops_them(tmp_pat
     valkey_state = json.loads((var_dir / "valkey.json").read_text())
     with psycopg.connect(host=state["host"], port=state["port"], user="postgres", dbname="lookalike") as conn:
         assert conn.execute("select 1").fetchone() == (1,)
+        # Postgres's cache is sized to the machine, so that a large catalog's HNSW index can live in it.
+        buffers_mb = conn.execute(
+            "select setting::bigint * 8 / 1024 from pg_settings where name = 'shared_buffers'"
+        ).fetchone()[0]
+        assert buffers_mb == shared_buffers_mb()
+        assert 128 <= buffers_mb <= 8192
     assert redis.Redis(host=valkey_state["host"], port=valkey_state["port"]).ping()
 
     # A third start reuses the running servers rather than starting new ones.
