@@ -1,0 +1,27 @@
+"""A shop's own catalog, shaped unlike the bundled ``shop`` app: other model names, other field names, no
+store and no brand. The recommendation app is pointed at it by settings only (see settings.py)."""
+
+from django.db import models
+
+
+class Department(models.Model):
+    name = models.CharField(max_length=100)
+
+
+class Item(models.Model):
+    name = models.CharField(max_length=200)
+    price_incl_tax = models.DecimalField(max_digits=10, decimal_places=2)
+    is_available = models.BooleanField(default=True)
+    department = models.ForeignKey(Department, null=True, on_delete=models.SET_NULL)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return f"/items/{self.pk}/"
+
+
+class ItemPhoto(models.Model):
+    item = models.ForeignKey(Item, related_name="photos", on_delete=models.CASCADE)
+    original = models.ImageField(upload_to="items")
+    display_order = models.PositiveIntegerField(default=0)
