@@ -67,7 +67,7 @@ class Campaign(models.Model):
 
     # Which products the landing pages may show.
     store = models.ForeignKey(STORE_MODEL, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
-    categories = models.ManyToManyField(
+    categories: models.ManyToManyField = models.ManyToManyField(
         CATEGORY_MODEL,
         blank=True,
         related_name="+",
@@ -81,7 +81,7 @@ class Campaign(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(100)],
         help_text="Pinned products included.",
     )
-    excluded_products = models.ManyToManyField(
+    excluded_products: models.ManyToManyField = models.ManyToManyField(
         PRODUCT_MODEL, blank=True, related_name="+", help_text="Never shown on this campaign's pages."
     )
 

@@ -389,8 +389,8 @@ def status() -> dict[str, ServerState | None]:
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
     if command == "start":
-        for state in (ensure_postgres(), ensure_valkey()):
-            print(f"{state.name}: running, pid {state.pid}, {state.url}")
+        for started in (ensure_postgres(), ensure_valkey()):
+            print(f"{started.name}: running, pid {started.pid}, {started.url}")
     elif command == "stop":
         for name in ("postgres", "valkey"):
             print(f"{name}: {'stopped' if stop(name) else 'was not running'}")

@@ -112,7 +112,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", 30 * 60))
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 # Redis redelivers unacked messages after this; it must exceed the longest task.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Tasks defined outside a tasks.py module.
@@ -155,11 +155,11 @@ SPECTACULAR_SETTINGS = {
 # The catalog the recommendation apps read. Point these at your own models to use your shop's catalog.
 RECOMMENDATIONS_PRODUCT_MODEL = os.environ.get("RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
 RECOMMENDATIONS_IMAGE_MODEL = os.environ.get("RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage")
-RECOMMENDATIONS = {
+RECOMMENDATIONS: dict[str, object] = {
     "ENCODER": os.environ.get("LOOKALIKE_ENCODER", "resnet50"),
     "WEIGHTS": os.environ.get("LOOKALIKE_WEIGHTS", "DEFAULT"),
 }
-SCRAPER = {}
+SCRAPER: dict[str, object] = {}
 
 LOGIN_URL = "/admin/login/"
 FORMS_URLFIELD_ASSUME_HTTPS = True

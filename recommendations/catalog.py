@@ -62,7 +62,7 @@ def product_image_file(product: models.Model) -> Any:
     """The file of the product's first image, or None (uses a prefetched ``ordered_images`` when present)."""
     primary = getattr(product, "primary_image", None)
     if primary is None:
-        product_fk = image_field("product")
+        product_fk = image_field("product") or "product"
         qs = image_model()._default_manager.filter(**{product_fk: product})
         position = image_field("position")
         primary = qs.order_by(*([position] if position else []), "pk").first()

@@ -28,7 +28,8 @@ from recommendations.encoder_registry import ENCODER_INFO
 RANDOM_WEIGHTS_SEED = 0
 RANDOM_WEIGHTS_ID = f"random-seed{RANDOM_WEIGHTS_SEED}"
 
-Preprocess = Callable[[Image.Image], torch.Tensor]
+# torchvision presets take PIL images and uint8 tensors alike.
+Preprocess = Callable[[Image.Image | torch.Tensor], torch.Tensor]
 
 
 class UnknownEncoder(ValueError):

@@ -357,7 +357,8 @@ def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
     """Cards for ranked products (their images come with them from the selectors, else in one query)."""
     missing = [item.product.pk for item in items if not hasattr(item.product, PRIMARY_IMAGE_ATTRIBUTE)]
     images = primary_image_files(missing)
-    storage = image_model()._meta.get_field(image_field("image") or "image").storage
+    file_field: Any = image_model()._meta.get_field(image_field("image") or "image")
+    storage = file_field.storage
 
     def fk_id(product: Any, role: str) -> int | None:
         name = product_field(role)
@@ -494,7 +495,7 @@ def _nearest_statement(
     query = np.asarray(vector, dtype=np.float32).reshape(-1)
     if query.shape[0] != dimensions:
         raise ValueError(f"query vector has {query.shape[0]} dimensions, the space has {dimensions}")
-    distance = CosineDistance(
+    distance: models.Expression = CosineDistance(
         Cast("vector", HalfVectorField(dimensions=dimensions)), Value(QueryVector(query))
     )
     if exact:

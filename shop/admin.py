@@ -7,6 +7,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from shop.models import Category, Product, ProductImage, Store
+from shop.querysets import ProductQuerySet
 
 
 def thumbnail_html(image: ProductImage | None, size_px: int = 64) -> str:
@@ -91,7 +92,8 @@ class ProductAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
-        return super().get_queryset(request).with_primary_image()
+        products: ProductQuerySet = super().get_queryset(request)  # type: ignore[assignment]
+        return products.with_primary_image()
 
     @admin.display(description="Image")
     def thumbnail(self, obj: Product) -> str:
