@@ -436,7 +436,7 @@ def _candidates(
     return _space_rows(space, exclude_sha256s).filter(filters.product_q(prefix="product__"))
 
 
-def _matching_product_ids(filters: ProductFilter, cap: int) -> list[int]:
+def _matching_product_ids(filters: ProductFilter, cap: int) -> list[Any]:
     """Ids of up to ``cap`` products passing ``filters``, fetched as one binary array: a thousand ids cost
     one value to decode instead of a thousand rows to build."""
     matching = product_model()._default_manager.order_by().filter(filters.product_q()).values("pk")[:cap]
@@ -444,7 +444,7 @@ def _matching_product_ids(filters: ProductFilter, cap: int) -> list[int]:
     return list(_fetch_binary(f"SELECT ARRAY({sql})", params)[0][0])
 
 
-def _product_id_in(ids: list[int]) -> RawSQL:
+def _product_id_in(ids: list[Any]) -> RawSQL:
     """``product_id = ANY(%s)`` with the ids as one array parameter: ``product_id__in`` would send one
     placeholder per id, and parsing a thousand of them costs more than the scan they select."""
     quote = connection.ops.quote_name
@@ -606,8 +606,7 @@ def search_near_vector(
     filters = filters or ProductFilter()
     wanted = limit * int(app_setting("MMR_CANDIDATES")) if diversity > 0 else limit
     fetch = wanted + SHARED_PHOTO_MARGIN
-    candidates = _candidates(space, filters, exclude_sha256s)
-
+    candidates: models.QuerySet | None = None
     expected = fetch
     if not exact and filters.narrows_beyond_stock:
         # Few matching products: scan their vectors exactly. The filter is answered on the catalog's own
@@ -619,8 +618,10 @@ def search_near_vector(
             # The ids already passed the filters: without the join the planner reads just their rows
             # through the (product, space) index instead of scanning the space.
             candidates = _space_rows(space, exclude_sha256s).filter(_product_id_in(matching_ids))
+    if candidates is None:
+        candidates = _candidates(space, filters, exclude_sha256s)
     if exact and expected == 0:
-        rows = []  # nothing passes the filters (and an empty IN () compiles to no SQL at all)
+        rows = []  # nothing passes the filters: no vector needs reading
     else:
         rows = _nearest_rows(candidates, space=space, vector=vector, fetch=fetch, exact=exact)
     if not exact and len(rows) < expected:
