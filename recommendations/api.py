@@ -132,6 +132,7 @@ class SimilarProductsView(APIView):
             limit=query.validated_data.get("limit"),
             filters=query.product_filter(product),
             diversity=query.validated_data["diversity"],
+            same_store=query.same_store,
         )
         if result.source == NONE and product is None:
             get_object_or_404(products, pk=pk)

@@ -685,17 +685,42 @@ def _precomputed_neighbours(
     items = _load_products(scored)
     if filters.in_stock_only:
         items = [item for item in items if product_value(item.product, "in_stock", True)]
+    if filters.store_ids:
+        items = [item for item in items if _store_id_of(item.product) in filters.store_ids]
     return items[:limit] if len(items) >= limit else None
 
 
+def _store_id_of(product: Any) -> Any:
+    name = product_field("store")
+    return getattr(product, f"{name}_id", None) if name else None
+
+
+def _own_store_id(product: Any) -> Any:
+    """The store of ``product`` (a product or its primary key); None when the catalog has no store field."""
+    name = product_field("store")
+    if not name:
+        return None
+    if hasattr(product, "pk"):
+        return _store_id_of(product)
+    rows = product_model()._default_manager.filter(pk=product).values_list(f"{name}_id", flat=True)
+    return next(iter(rows), None)
+
+
 def find_similar_products(
-    *, product: Any, limit: int | None = None, filters: ProductFilter | None = None, diversity: float = 0.0
+    *,
+    product: Any,
+    limit: int | None = None,
+    filters: ProductFilter | None = None,
+    diversity: float = 0.0,
+    same_store: bool | None = None,
 ) -> SimilarProducts:
     """Products that look like ``product`` (a product or its primary key): not itself, not products showing
     one of its photos.
 
-    Precomputed neighbours answer when they are fresh, ``filters`` ask for nothing beyond "in stock" and
-    ``diversity`` is 0; otherwise the live query does (see the module docstring).
+    ``same_store`` (default: the ``SIMILAR_SAME_STORE`` setting) keeps to the product's own store unless
+    ``filters`` name stores. Precomputed neighbours answer when they are fresh, ``filters`` ask for nothing
+    beyond "in stock" and the store, and ``diversity`` is 0; otherwise the live query does (see the module
+    docstring).
     """
     product_id = int(getattr(product, "pk", product))
     space, embedding, stored_neighbours = _space_embedding_and_neighbours(product_id)
@@ -705,7 +730,14 @@ def find_similar_products(
         return SimilarProducts(items=[], source=NONE, reason=NO_EMBEDDING, space=space)
     limit = _limit(limit)
     filters = (filters or ProductFilter()).excluding([product_id])
-    if diversity == 0 and not filters.narrows_beyond_stock:
+    if same_store is None:
+        same_store = bool(app_setting("SIMILAR_SAME_STORE"))
+    if same_store and not filters.store_ids:
+        store_id = _own_store_id(product)
+        if store_id is not None:
+            filters = dataclasses.replace(filters, store_ids=[store_id])
+    # Stored neighbours span every store: the store is checked on them like the stock.
+    if diversity == 0 and not dataclasses.replace(filters, store_ids=()).narrows_beyond_stock:
         items = _precomputed_neighbours(
             stored=stored_neighbours, embedding=embedding, limit=limit, filters=filters
         )
@@ -722,7 +754,14 @@ def find_similar_products(
 
 
 def similar_products(
-    *, product: Any, limit: int | None = None, filters: ProductFilter | None = None, diversity: float = 0.0
+    *,
+    product: Any,
+    limit: int | None = None,
+    filters: ProductFilter | None = None,
+    diversity: float = 0.0,
+    same_store: bool | None = None,
 ) -> list[ScoredProduct]:
     """Products that look like ``product``, best first (see ``find_similar_products``)."""
-    return find_similar_products(product=product, limit=limit, filters=filters, diversity=diversity).items
+    return find_similar_products(
+        product=product, limit=limit, filters=filters, diversity=diversity, same_store=same_store
+    ).items

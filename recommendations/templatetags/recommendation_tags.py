@@ -14,15 +14,25 @@ register = template.Library()
 
 @register.inclusion_tag("recommendations/similar_products.html")
 def similar_products(
-    product: Any, limit: int | None = None, diversity: float = 0.0, title: str = "Similar products"
+    product: Any,
+    limit: int | None = None,
+    diversity: float = 0.0,
+    title: str = "Similar products",
+    store: str | None = None,
 ) -> dict[str, Any]:
     """``{% similar_products product limit=8 %}``: the products that look most like ``product``.
 
-    Renders ``recommendations/similar_products.html`` (override it in your templates folder); renders
-    nothing when there is nothing to show.
+    ``store="any"`` recommends from every store, ``store="same"`` from the product's own; by default the
+    ``SIMILAR_SAME_STORE`` setting decides. Renders ``recommendations/similar_products.html`` (override it in
+    your templates folder); renders nothing when there is nothing to show.
     """
+    if store not in (None, "same", "any"):
+        raise template.TemplateSyntaxError(f'similar_products: store must be "same" or "any", not {store!r}')
     result = selectors.find_similar_products(
-        product=product, limit=limit or app_setting("SIMILAR_LIMIT"), diversity=float(diversity)
+        product=product,
+        limit=limit or app_setting("SIMILAR_LIMIT"),
+        diversity=float(diversity),
+        same_store=None if store is None else store == "same",
     )
     return {
         "product": product,
