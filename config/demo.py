@@ -376,7 +376,19 @@ def _run(args: argparse.Namespace, children: list[Child], stopping: threading.Ev
     say("Starting a Celery worker (queues default, scrape, embeddings)")
     start(
         "worker",
-        [python, "-m", "celery", "-A", "config", "worker", "-Q", "default,scrape,embeddings", "-c", "2"]
+        [
+            python,
+            "-m",
+            "celery",
+            "--quiet",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "default,scrape,embeddings",
+            "-c",
+            "2",
+        ]
         + ["-n", f"demo-{os.getpid()}@%h", "-l", "warning", "--without-gossip", "--without-mingle"],
     )
     say("Queueing the embedding of the catalog")
