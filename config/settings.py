@@ -166,7 +166,6 @@ RECOMMENDATIONS: dict[str, object] = {
 SCRAPER: dict[str, object] = {}
 
 LOGIN_URL = "/admin/login/"
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 LOGGING = {
     "version": 1,

@@ -12,6 +12,10 @@ from shop.models import Category, Product, ProductImage, Store
 from shop.querysets import ProductQuerySet
 
 
+# A typed address without a scheme is https (Django 6's default, said explicitly).
+URL_FIELDS_ASSUME_HTTPS = {models.URLField: {"assume_scheme": "https"}}
+
+
 def thumbnail_html(image: ProductImage | None, size_px: int = 64) -> str:
     if image is None or not image.image:
         return "—"
@@ -25,6 +29,7 @@ def thumbnail_html(image: ProductImage | None, size_px: int = 64) -> str:
 
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
+    formfield_overrides = URL_FIELDS_ASSUME_HTTPS
     list_display = ["name", "base_url", "currency", "created_at", "import_link"]
     search_fields = ["name", "base_url"]
 
@@ -55,7 +60,7 @@ class ProductImageInline(admin.TabularInline):
     readonly_fields = ["preview", "status", "size", "details"]
     ordering = ["position", "pk"]
     # A plain file input: Django's default also prints the stored file's long path.
-    formfield_overrides = {models.ImageField: {"widget": forms.FileInput}}
+    formfield_overrides = {models.ImageField: {"widget": forms.FileInput}, **URL_FIELDS_ASSUME_HTTPS}
 
     @admin.display(description="Preview")
     def preview(self, obj: ProductImage) -> str:
@@ -100,6 +105,7 @@ class ProductAdmin(admin.ModelAdmin):
     autocomplete_fields = ["category"]
     inlines = [ProductImageInline]
     readonly_fields = ["created_at", "updated_at"]
+    formfield_overrides = URL_FIELDS_ASSUME_HTTPS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
         products: ProductQuerySet = super().get_queryset(request)  # type: ignore[assignment]
@@ -127,6 +133,7 @@ class ProductImageAdmin(admin.ModelAdmin):
     raw_id_fields = ["product"]
     show_full_result_count = False
     readonly_fields = ["sha256", "width", "height"]
+    formfield_overrides = URL_FIELDS_ASSUME_HTTPS
 
     @admin.display(description="Image")
     def thumbnail(self, obj: ProductImage) -> str:
