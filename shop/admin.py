@@ -11,7 +11,6 @@ from django.utils.html import format_html
 from shop.models import Category, Product, ProductImage, Store
 from shop.querysets import ProductQuerySet
 
-
 # A typed address without a scheme is https (Django 6's default, said explicitly).
 URL_FIELDS_ASSUME_HTTPS = {models.URLField: {"assume_scheme": "https"}}
 
