@@ -90,20 +90,24 @@ def load_myntra_vectors(
     *,
     encoder_key: str = "efficientnet_lite0",
     weights: str = "DEFAULT",
-    cache_dir: Path = CACHE_DIR,
+    cache_dir: Path | None = None,
     limit: int | None = None,
     batch_size: int = 64,
     num_threads: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    stored: Callable[[list[str]], dict[str, np.ndarray]] | None = None,
 ) -> LabelledVectors:
     """Embed the Myntra photos with a real encoder, or load the vectors cached by an earlier run.
 
     The cache file is named after the encoder, its weights and a digest of the label file, so a changed
     photo set or encoder never reuses stale vectors. Embedding all ~4,900 distinct photos takes a few minutes
-    on two CPU cores; later runs load the cache in well under a second.
+    on two CPU cores; later runs load the cache in well under a second. ``stored`` maps photos' sha256
+    digests to vectors already computed with the same encoder and weights (the shop's embedding space, when
+    the photos were imported): those photos are not embedded again.
     """
     every_row = read_myntra_labels(data_dir)
     rows = every_row[:limit] if limit is not None else every_row
+    cache_dir = cache_dir or CACHE_DIR
 
     def cache_file(selected: list[dict[str, str]]) -> Path:
         digest = hashlib.sha256(("\n".join(r["md5"] for r in selected)).encode()).hexdigest()[:12]
@@ -117,14 +121,31 @@ def load_myntra_vectors(
         cached = np.load(cache_path, allow_pickle=False)
         vectors, weights_id = cached["vectors"], str(cached["weights_id"])
     else:
-        vectors, weights_id = _embed_photos(
-            [data_dir / "myntra" / "images" / r["image"] for r in rows],
+        paths = [data_dir / "myntra" / "images" / r["image"] for r in rows]
+        known: dict[str, np.ndarray] = {}
+        digests: list[str] = []
+        if stored is not None:
+            digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
+            known = stored(digests)
+        missing = [i for i in range(len(paths)) if not digests or digests[i] not in known]
+        embedded, weights_id = _embed_photos(
+            [paths[i] for i in missing],
             encoder_key=encoder_key,
             weights=weights,
             batch_size=batch_size,
             num_threads=num_threads,
             progress=progress,
         )
+        if known:
+            dimensions = next(iter(known.values())).shape[0]
+            vectors = np.zeros((len(paths), dimensions), dtype=np.float32)
+            for i, digest in enumerate(digests):
+                if digest in known:
+                    vectors[i] = known[digest]
+            if missing:
+                vectors[missing] = embedded
+        else:
+            vectors = embedded
         cache_dir.mkdir(parents=True, exist_ok=True)
         temporary = cache_path.with_suffix(".tmp.npz")
         np.savez(temporary, vectors=vectors, weights_id=np.asarray(weights_id))
@@ -153,8 +174,10 @@ def _embed_photos(
     import torch
     from PIL import Image
 
-    from recommendations.encoders import build_encoder
+    from recommendations.encoders import build_encoder, weights_id_for
 
+    if not paths:  # every photo had a stored vector
+        return np.zeros((0, 0), np.float32), weights_id_for(encoder_key, weights)
     encoder = build_encoder(encoder_key, weights=weights, device="cpu", num_threads=num_threads)
 
     def load(path: Path) -> torch.Tensor:
@@ -341,13 +364,17 @@ def run_target_finding(
     options: Callable[[str], ProfileOptions] | None = None,
     explore_mode: str = "diverse",
     categories: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[TargetResult]:
-    """Every (strategy, judge, slots) combination over the same sample of targets (seeded, repeatable)."""
+    """Every (strategy, judge, slots) combination over the same sample of targets (seeded, repeatable).
+
+    ``progress(done, total)`` is called after each simulated search (total: combinations × targets)."""
     options = options or ProfileOptions.from_settings
     categories = data.article_types if categories is None else categories
     target_rows = np.random.default_rng(seed).choice(len(data), size=min(targets, len(data)), replace=False)
     gram = data.vectors @ data.vectors.T if "best_score" in strategies else None
     results = []
+    total, done = len(slots) * len(judges) * len(strategies) * len(target_rows), 0
     for k_exploit, k_explore in slots:
         max_rounds = int(np.ceil(len(data) / (k_exploit + k_explore)))
         for judge_name in judges:
@@ -375,6 +402,9 @@ def run_target_finding(
                             gram=gram,
                         )
                     )
+                    done += 1
+                    if progress:
+                        progress(done, total)
                 results.append(
                     TargetResult(
                         strategy, judge_name, k_exploit, k_explore, np.asarray(rounds, dtype=np.float64)

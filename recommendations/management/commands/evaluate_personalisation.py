@@ -1,22 +1,39 @@
 """``manage.py evaluate_personalisation``: offline evaluation of the shopper profiles on the Myntra photos.
 
-Runs on vectors in memory (embedded once with the configured encoder and cached under var/cache/), with the
-same selection functions as /for-you/ and the preference game. See docs/personalisation.md.
+Runs on vectors in memory (embedded once with the configured encoder and cached under var/cache/; photos the
+shop has already embedded with that encoder are reused, matched by content), with the same selection
+functions as /for-you/ and the preference game, with progress bars. See docs/personalisation.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
 
 from recommendations import profiles, simulation
 from recommendations.conf import app_setting
+from recommendations.encoders import EncoderWeightsUnavailable, UnknownEncoder, weights_id_for
+from recommendations.models import EmbeddingSpace, ImageEmbedding
+
+
+class _ProgressBar(tqdm):
+    def update_to(self, done: int, total: int) -> None:
+        self.total = total
+        self.update(done - self.n)
+
+
+def _as_array(vector: Any) -> np.ndarray:
+    return np.asarray(vector.to_list() if hasattr(vector, "to_list") else vector, dtype=np.float32)
 
 
 def _slots(value: str) -> tuple[int, int]:
@@ -59,8 +76,36 @@ class Command(BaseCommand):
         parser.add_argument("--skip-targets", action="store_true")
         parser.add_argument("--skip-leave-last-out", action="store_true")
         parser.add_argument("--json", dest="json_path", default=None, help="Also write the figures here.")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def _bar(self, description: str, *, unit: str) -> _ProgressBar:
+        return _ProgressBar(
+            desc=description,
+            unit=f" {unit}",
+            disable=self._no_progress,
+            file=getattr(self.stderr, "_out", sys.stderr),  # the raw stream: tqdm redraws its line with \r
+        )
+
+    def _stored_vectors(self, encoder: str, weights: str) -> Callable[[list[str]], dict[str, np.ndarray]]:
+        """Photos already embedded by the shop (same encoder and weights, matched by sha256) are reused."""
+
+        def lookup(digests: list[str]) -> dict[str, np.ndarray]:
+            try:
+                weights_id = weights_id_for(encoder, weights)
+            except (EncoderWeightsUnavailable, UnknownEncoder):
+                return {}
+            spaces = EmbeddingSpace.objects.filter(encoder=encoder, weights_id=weights_id)
+            rows = ImageEmbedding.objects.filter(
+                space__in=spaces, sha256__in=digests, status=ImageEmbedding.Status.EMBEDDED
+            ).values_list("sha256", "vector")
+            found = {digest: _as_array(vector) for digest, vector in rows}
+            self.stdout.write(f"{len(found):,} of {len(set(digests)):,} photos have a stored vector.")
+            return found
+
+        return lookup
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self._no_progress = options["no_progress"]
         data_dir = Path(options["data_dir"])
         if not (data_dir / "myntra" / "labels.csv").exists():
             raise CommandError(
@@ -73,13 +118,15 @@ class Command(BaseCommand):
                 f"Unknown strategies {sorted(unknown)}: choose from {list(profiles.STRATEGIES)}."
             )
         started = time.perf_counter()
-        data = simulation.load_myntra_vectors(
-            data_dir,
-            encoder_key=options["encoder"],
-            weights=options["weights"],
-            limit=options["limit"],
-            progress=lambda done, total: self.stderr.write(f"\rembedding photos: {done}/{total}", ending=""),
-        )
+        with self._bar("embedding photos", unit="photo") as bar:
+            data = simulation.load_myntra_vectors(
+                data_dir,
+                encoder_key=options["encoder"],
+                weights=options["weights"],
+                limit=options["limit"],
+                progress=bar.update_to,
+                stored=self._stored_vectors(options["encoder"], options["weights"]),
+            )
         self.stdout.write(
             f"{len(data):,} distinct photos, {options['encoder']} ({data.weights_id}), "
             f"{data.vectors.shape[1]}-d; loaded in {time.perf_counter() - started:.1f} s"
@@ -91,15 +138,17 @@ class Command(BaseCommand):
         }
         if not options["skip_targets"]:
             started = time.perf_counter()
-            results = simulation.run_target_finding(
-                data,
-                strategies=strategies,
-                judges=[j.strip() for j in options["judges"].split(",") if j.strip()],
-                slots=[_slots(s) for s in options["slots"].split(",")],
-                targets=options["targets"],
-                seed=options["seed"],
-                explore_mode=options["explore_mode"],
-            )
+            with self._bar("target finding", unit="search") as bar:
+                results = simulation.run_target_finding(
+                    data,
+                    strategies=strategies,
+                    judges=[j.strip() for j in options["judges"].split(",") if j.strip()],
+                    slots=[_slots(s) for s in options["slots"].split(",")],
+                    targets=options["targets"],
+                    seed=options["seed"],
+                    explore_mode=options["explore_mode"],
+                    progress=bar.update_to,
+                )
             self.stdout.write(
                 f"\nTarget finding: {options['targets']} hidden targets, "
                 f"explore mode {options['explore_mode']} "

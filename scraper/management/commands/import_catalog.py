@@ -66,6 +66,8 @@ class Command(BaseCommand):
         elif not Path(source).exists():
             raise CommandError(f"{source} does not exist (give a URL or a path to a file or folder)")
         store = self._store(options["store"], base_url=source if is_url else "")
+        # Other commands (embed_catalog, evaluate_similarity) take this name or id as --store.
+        self.stdout.write(f"Store {store} (id {store.pk}).")
         user = None
         if options["user"]:
             user = get_user_model()._default_manager.filter(username=options["user"]).first()
