@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from config import embedded
 
@@ -362,7 +363,7 @@ def _run(args: argparse.Namespace, children: list[Child], stopping: threading.Ev
 
     child_env = {**os.environ, **encoder_env}
     python = sys.executable
-    state = {"pid": os.getpid(), "groups": []}
+    state: dict[str, Any] = {"pid": os.getpid(), "groups": []}
 
     def start(name: str, command: list[str]) -> Child:
         # A session of its own: the terminal's Ctrl-C goes to this process only, which stops the child once.

@@ -8,9 +8,8 @@ import os
 
 from django.conf import settings
 from django.contrib.staticfiles.handlers import StaticFilesHandler
-from django.core.handlers.wsgi import WSGIRequest
 from django.core.wsgi import get_wsgi_application
-from django.http import HttpResponseBase
+from django.http import FileResponse, HttpRequest
 from django.views.static import serve
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -22,8 +21,8 @@ class MediaFilesHandler(StaticFilesHandler):
     def get_base_url(self) -> str:
         return str(settings.MEDIA_URL)
 
-    def serve(self, request: WSGIRequest) -> HttpResponseBase:
-        response = serve(request, self.file_path(request.path), document_root=settings.MEDIA_ROOT)
+    def serve(self, request: HttpRequest) -> FileResponse:
+        response = serve(request, self.file_path(request.path), document_root=str(settings.MEDIA_ROOT))
         # Uploaded files are served as what their extension says, never sniffed into something else.
         response["X-Content-Type-Options"] = "nosniff"
         return response

@@ -1,5 +1,7 @@
 """Catalog admin: built to stay fast with 100k products (no per-row queries, no full COUNT on every page)."""
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin
 from django.db import models
@@ -12,7 +14,9 @@ from shop.models import Category, Product, ProductImage, Store
 from shop.querysets import ProductQuerySet
 
 # A typed address without a scheme is https (Django 6's default, said explicitly).
-URL_FIELDS_ASSUME_HTTPS = {models.URLField: {"assume_scheme": "https"}}
+URL_FIELDS_ASSUME_HTTPS: dict[type[models.Field], dict[str, Any]] = {
+    models.URLField: {"assume_scheme": "https"}
+}
 
 
 def thumbnail_html(image: ProductImage | None, size_px: int = 64) -> str:
@@ -59,7 +63,10 @@ class ProductImageInline(admin.TabularInline):
     readonly_fields = ["preview", "status", "size", "details"]
     ordering = ["position", "pk"]
     # A plain file input: Django's default also prints the stored file's long path.
-    formfield_overrides = {models.ImageField: {"widget": forms.FileInput}, **URL_FIELDS_ASSUME_HTTPS}
+    formfield_overrides = {
+        **URL_FIELDS_ASSUME_HTTPS,
+        models.ImageField: {"widget": forms.FileInput},
+    }
 
     @admin.display(description="Preview")
     def preview(self, obj: ProductImage) -> str:

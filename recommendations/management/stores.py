@@ -15,7 +15,7 @@ def find_store(value: str) -> Any:
     field_name = product_field("store")
     if not field_name:
         raise CommandError("The catalog has no store field (RECOMMENDATIONS['CATALOG_FIELDS']['store']).")
-    model = product_model()._meta.get_field(field_name).related_model
+    model: Any = product_model()._meta.get_field(field_name).related_model
     stores = model._default_manager.all()
     value = value.strip()
     if value.isdigit() and (found := stores.filter(pk=int(value)).first()) is not None:
