@@ -10,14 +10,14 @@ from django.core.management.base import CommandError
 from recommendations.catalog import product_field, product_model
 
 
-def find_store(value: str) -> Any:
+def find_store(value: str | int) -> Any:
     """The store named ``value`` (or with that id); CommandError naming the stores there are otherwise."""
     field_name = product_field("store")
     if not field_name:
         raise CommandError("The catalog has no store field (RECOMMENDATIONS['CATALOG_FIELDS']['store']).")
     model: Any = product_model()._meta.get_field(field_name).related_model
     stores = model._default_manager.all()
-    value = value.strip()
+    value = str(value).strip()  # call_command() may pass the id as an int
     if value.isdigit() and (found := stores.filter(pk=int(value)).first()) is not None:
         return found
     try:
