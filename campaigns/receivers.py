@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models.signals import post_init, post_save
 
 from campaigns.services import bump_catalog_version
-from recommendations.catalog import product_field, product_model
+from lookalike.catalog import product_field, product_model
 
 _SNAPSHOT = "_campaigns_stock_snapshot"
 _UNKNOWN = object()

@@ -23,7 +23,8 @@ from django.views.decorators.csrf import csrf_exempt
 from campaigns import selectors, services, tracking
 from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
-from recommendations.catalog import product_model, product_url
+from lookalike.catalog import product_model, product_url
+from lookalike.conf import base_template
 from recommendations.models import EmbeddingSpace
 
 # Replaced per request with the visit's UTM parameters and click ids, so one cached page serves all visits.
@@ -148,6 +149,7 @@ def landing_html(
             "preview": preview,
             "passthrough": PASSTHROUGH_MARKER,
             "home_url": app_setting("FALLBACK_URL"),
+            "base_template": base_template(),
         },
     )
     if cacheable:

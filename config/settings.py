@@ -152,9 +152,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- The plugin apps ----------------------------------------------------------------------------------
-# The catalog the recommendation apps read. Point these at your own models to use your shop's catalog.
-RECOMMENDATIONS_PRODUCT_MODEL = os.environ.get("RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
-RECOMMENDATIONS_IMAGE_MODEL = os.environ.get("RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage")
+# The catalog all three apps read and write (lookalike/conf.py; docs/plugin.md). Empty: the bundled shop.
+LOOKALIKE: dict[str, object] = {}
 RECOMMENDATIONS: dict[str, object] = {
     "ENCODER": os.environ.get("LOOKALIKE_ENCODER", "resnet50"),
     "WEIGHTS": os.environ.get("LOOKALIKE_WEIGHTS", "DEFAULT"),

@@ -12,7 +12,8 @@ from typing import Any
 
 from django.db.models.signals import post_save, pre_save
 
-from recommendations import catalog, services
+from lookalike import catalog
+from recommendations import services
 
 _BEFORE_SAVE = "_recommendations_embedding_source"
 _UNKNOWN = object()

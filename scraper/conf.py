@@ -86,52 +86,18 @@ DEFAULTS: dict[str, Any] = {
     "IMPORT_TASK_RETRIES": 3,
     # A running job whose counters have not moved for this long can be cancelled at once from the admin.
     "STALE_JOB_S": 15 * 60,
-    # --- The catalog written to. None: the models the recommendation apps use (RECOMMENDATIONS_*_MODEL).
-    "PRODUCT_MODEL": None,
-    "IMAGE_MODEL": None,
-    "STORE_MODEL": "shop.Store",  # the import job's foreign key; read when migrations are made
-    # Field names on the product model; None skips a field the catalog does not have.
-    "PRODUCT_FIELDS": {
-        "store": "store",
-        "external_id": "external_id",
-        "title": "title",
-        "description": "description",
-        "url": "url",
-        "brand": "brand",
-        "price": "price",
-        "currency": "currency",
-        "in_stock": "in_stock",
-        # A foreign key to a model with ``from_path(["Men", "Shirts"])``, or a text field ("Men > Shirts").
-        "category": "category",
-        "attributes": "attributes",
-    },
-    # Field names on the image model.
-    "IMAGE_FIELDS": {
-        "product": "product",
-        "image": "image",
-        "source_url": "source_url",
-        "sha256": "sha256",
-        "width": "width",
-        "height": "height",
-        "position": "position",
-        "status": "status",  # values "stored" / "failed"
-        "failure_reason": "failure_reason",
-    },
+    # --- How records reach the catalog (LOOKALIKE names the models and fields): an import path to a
+    # ``scraper.catalog.CatalogWriter`` subclass. django-oscar: "lookalike.oscar.OscarWriter".
+    "CATALOG_WRITER": "scraper.catalog.CatalogWriter",
 }
 
 
 def app_setting(name: str) -> Any:
     user = getattr(settings, "SCRAPER", None) or {}
-    if name in ("PRODUCT_FIELDS", "IMAGE_FIELDS"):
-        return {**DEFAULTS[name], **user.get(name, {})}
     value = user.get(name, DEFAULTS[name])
     if name == "ALLOW_HOSTS" and value is None:
         return _env_hosts()
     return value
-
-
-def store_model_label() -> str:
-    return app_setting("STORE_MODEL")
 
 
 def fetch_policy(**overrides: Any) -> FetchPolicy:
