@@ -115,8 +115,6 @@ CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Tasks defined outside a tasks.py module.
-CELERY_IMPORTS = ["recommendations.interactions"]
 # `celery -A config beat`: forget anonymous shoppers' interactions older than PROFILE_MAX_AGE_S.
 CELERY_BEAT_SCHEDULE = {
     "expire-anonymous-profiles": {"task": "recommendations.expire_profiles", "schedule": 6 * 3600.0},

@@ -68,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
     "THROTTLE_LEASE_S": 600.0,
     # False: no Redis; the throttle and the robots.txt cache hold per process only (one worker).
     "SHARED_STATE": True,
+    # The Redis/Valkey holding that shared state. None: settings.REDIS_URL, else CELERY_BROKER_URL.
+    "REDIS_URL": None,
     # --- Crawl limits per import
     "SHOPIFY_PAGE_SIZE": 250,
     "MAX_SHOPIFY_PAGES": 2_000,
@@ -136,6 +138,11 @@ def _redis_client(url: str) -> Any:
     return redis.Redis.from_url(url)
 
 
+def redis_url() -> str:
+    url = app_setting("REDIS_URL") or getattr(settings, "REDIS_URL", None)
+    return str(url or settings.CELERY_BROKER_URL)
+
+
 def redis_key_prefix() -> str:
     """Keys under the cache's prefix, so test runs sharing one Valkey do not share throttles."""
     cache_prefix = settings.CACHES.get("default", {}).get("KEY_PREFIX") or "lookalike"
@@ -152,7 +159,7 @@ def domain_throttle() -> DomainThrottle | LocalThrottle:
             max_concurrency=int(app_setting("DOMAIN_MAX_CONCURRENCY")),
         )
     return DomainThrottle(
-        _redis_client(settings.REDIS_URL),
+        _redis_client(redis_url()),
         min_interval_s=float(app_setting("DOMAIN_MIN_INTERVAL_S")),
         max_concurrency=int(app_setting("DOMAIN_MAX_CONCURRENCY")),
         lease_s=float(app_setting("THROTTLE_LEASE_S")),
@@ -168,6 +175,6 @@ def build_client(**policy_overrides: Any) -> GuardedClient:
     return GuardedClient(
         fetch_policy(**policy_overrides),
         domain_throttle(),
-        robots_redis=_redis_client(settings.REDIS_URL) if shared else None,
+        robots_redis=_redis_client(redis_url()) if shared else None,
         robots_key_prefix=f"{redis_key_prefix()}:robots",
     )
