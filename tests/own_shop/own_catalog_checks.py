@@ -39,9 +39,12 @@ def myntra_photos(article_type: str, count: int) -> list[tuple[str, bytes]]:
     with (MYNTRA / "labels.csv").open(newline="") as labels:
         rows = [row for row in csv.DictReader(labels) if row["articleType"] == article_type]
     rows.sort(key=lambda row: int(row["id"]))
-    return [
-        (row["productDisplayName"], (MYNTRA / "images" / row["image"]).read_bytes()) for row in rows[:count]
-    ]
+    photos: dict[bytes, str] = {}  # the set repeats some photos under other products: one of each
+    for row in rows:
+        photos.setdefault((MYNTRA / "images" / row["image"]).read_bytes(), row["productDisplayName"])
+        if len(photos) == count:
+            break
+    return [(title, data) for data, title in photos.items()]
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ class Command(BaseCommand):
             if found is not None:
                 return found
         name_field, url_field = store_field("name"), store_field("base_url")
-        if not has_field(model, name_field):
+        if name_field is None or not has_field(model, name_field):
             raise CommandError(f"no store with id {value}")
         found = model._default_manager.filter(**{name_field: value}).order_by("pk").first()
         if found is not None:
