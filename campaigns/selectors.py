@@ -1,6 +1,6 @@
 """Reads: the products of a landing page, campaign reports and recommended-URL exports.
 
-The catalog is reached only through ``recommendations.catalog`` and the visual ranking only through
+The catalog is reached only through ``lookalike.catalog`` and the visual ranking only through
 ``recommendations.selectors.products_near_vector``.
 """
 

@@ -108,7 +108,7 @@ def start_import(
     if sum(bool(value) for value in (source_url, source_file, source_path)) != 1:
         raise ValueError("give exactly one of source_url, source_file and source_path")
     job = ImportJob(
-        store=store,  # type: ignore[misc]  # the configured store model (SCRAPER["STORE_MODEL"])
+        store=store,  # type: ignore[misc]  # the configured store model (LOOKALIKE["STORE_MODEL"])
         kind=kind,
         source_url=source_url,
         source_path=source_path,
