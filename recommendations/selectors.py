@@ -668,6 +668,8 @@ def _precomputed_neighbours(
     items = _load_products(scored)
     if filters.in_stock_only:
         items = [item for item in items if catalog.role_value(item.product, "in_stock", True)]
+    if catalog.product_field("parent"):  # a variant with photos of its own was embedded: not listed alone
+        items = [item for item in items if catalog.role_id(item.product, "parent") is None]
     return items[:limit] if len(items) >= limit else None
 
 

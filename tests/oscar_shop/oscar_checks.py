@@ -56,7 +56,8 @@ def myntra_photos(article_type: str, count: int) -> list[tuple[str, bytes]]:
 @pytest.fixture
 def store(db, settings, tmp_path):
     """An Oscar catalogue: four watches (one sold out) and, among the shirts, a parent "Oxford shirt" whose
-    two sizes are child products with stock records of their own; one partner sells everything."""
+    two sizes are child products with stock records of their own (size L with a photo of its own, so it is
+    embedded too); one partner sells everything."""
     settings.MEDIA_ROOT = tmp_path
     partner = Partner.objects.create(name="Lookalike Outlet")
     clothing = ProductClass.objects.create(name="Clothing", track_stock=True)
@@ -84,21 +85,23 @@ def store(db, settings, tmp_path):
         stock(watch, f"{40 + 10 * index}.00", count=0 if index == 3 else 5)
         watches.append(watch)
     shirts = []
-    photos = myntra_photos("Shirts", 4)
+    photos = myntra_photos("Shirts", 5)
     oxford = product("Oxford shirt", photos[0][1], shirts_category, structure=Product.PARENT)
     for size, price in (("M", "31.00"), ("L", "27.50")):
         child = Product.objects.create(title=f"Oxford shirt {size}", parent=oxford, structure=Product.CHILD)
         stock(child, price)
+    ProductImage.objects.create(product=child, original=ContentFile(photos[4][1], name="variant.jpg"))
     shirts.append(oxford)
-    for title, photo in photos[1:]:
+    for title, photo in photos[1:4]:
         shirt = product(title, photo, shirts_category)
         stock(shirt, "25.00")
         shirts.append(shirt)
 
     out = io.StringIO()
     call_command("embed_catalog", "--no-progress", stdout=out)
-    assert "Embedded 8" in out.getvalue(), out.getvalue()
+    assert "Embedded 9" in out.getvalue(), out.getvalue()
     return {
+        "variant": child,
         "partner": partner,
         "watches": watches,
         "shirts": shirts,
@@ -199,6 +202,12 @@ def test_precomputed_neighbours_answer_on_oscars_catalogue(store):
 
     assert result.source == selectors.PRECOMPUTED
     assert {item.product for item in result.items} == {store["watches"][0], store["watches"][2]}
+    # The variant's photo has a vector, but a variant is never recommended on its own.
+    shirts = selectors.find_similar_products(product=store["shirts"][1], limit=3)
+    assert shirts.source == selectors.PRECOMPUTED
+    assert store["variant"] not in {item.product for item in shirts.items}
+    live = selectors.find_similar_products(product=store["shirts"][1], limit=8, diversity=0.1)
+    assert live.items and store["variant"] not in {item.product for item in live.items}
 
 
 def test_a_shopify_catalog_imports_into_oscar(db, settings, tmp_path):
