@@ -21,6 +21,12 @@ from recommendations.selectors import ScoredProduct, product_cards
 FEEDBACK_KINDS = ("like", "dislike")
 
 
+def _bad_request(message: str) -> HttpResponse:
+    """A 400 in plain text: the message may quote the request's own parameters, which must never be read as
+    HTML on the shop's (and the admin's) origin."""
+    return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
+
+
 def _strategy(request: HttpRequest) -> str | None:
     """The ``?strategy=`` of the request (None: the setting); ValueError when it names no strategy."""
     strategy = request.GET.get("strategy") or request.POST.get("strategy") or None
@@ -47,7 +53,7 @@ def for_you(request: HttpRequest) -> HttpResponse:
     try:
         strategy = _strategy(request)
     except ValueError as error:
-        return HttpResponseBadRequest(str(error))
+        return _bad_request(str(error))
     shopper = interactions.shopper_for_request(request)
     assert shopper is not None
     if request.method == "POST":
@@ -82,7 +88,7 @@ def feedback(request: HttpRequest) -> HttpResponse:
     kind = request.POST.get("kind")
     product_id = request.POST.get("product", "")
     if kind not in FEEDBACK_KINDS or not product_id.isdigit():
-        return HttpResponseBadRequest("Expected kind=like|dislike and a product id.")
+        return _bad_request("Expected kind=like|dislike and a product id.")
     product = get_object_or_404(product_model()._default_manager.all(), pk=int(product_id))
     shopper = interactions.shopper_for_request(request)
     assert shopper is not None
@@ -119,7 +125,7 @@ def game(request: HttpRequest) -> HttpResponse:
     try:
         strategy = _strategy(request)
     except ValueError as error:
-        return HttpResponseBadRequest(str(error))
+        return _bad_request(str(error))
     shopper = interactions.shopper_for_request(request)
     assert shopper is not None
     here = _with_strategy(reverse("recommendations:game"), strategy)
