@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
@@ -33,6 +34,13 @@ class ShopperSessionAuthentication(SessionAuthentication):
         if result is None:
             self.enforce_csrf(request)
         return result
+
+
+class ShopperSessionScheme(SessionScheme):
+    """Documents ``ShopperSessionAuthentication`` as the session cookie it is (registered by subclassing)."""
+
+    target_class = "recommendations.personal_api.ShopperSessionAuthentication"
+    name = "shopperSession"
 
 
 class InteractionInSerializer(serializers.Serializer):
