@@ -52,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
     # Hosts exempt from the guarded client's private-address refusal (tests use {"127.0.0.1"}).
     "FETCH_ALLOW_HOSTS": [],
     "FETCH_TIMEOUT_S": 10.0,
+    # Requests per client address (recommendations.ratelimit; "N/second|minute|hour|day", None: no limit).
+    "LANDING_RATE": "300/minute",
+    "CLICK_RATE": "120/minute",
+    "EVENTS_RATE": "120/minute",
     # Seconds between two re-queues of the embedding of a creative that is not ready.
     "REQUEUE_INTERVAL_S": 300,
 }

@@ -25,6 +25,7 @@ from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
 from recommendations.catalog import product_model, product_url
 from recommendations.models import EmbeddingSpace
+from recommendations.ratelimit import rate_limited
 
 # Replaced per request with the visit's UTM parameters and click ids, so one cached page serves all visits.
 PASSTHROUGH_MARKER = "__lookalike_passthrough__"
@@ -56,6 +57,7 @@ def _no_store(response: HttpResponse) -> HttpResponse:
     return response
 
 
+@rate_limited("landing", lambda: app_setting("LANDING_RATE"))
 def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -> HttpResponse:
     creative = selectors.landing_creative(slug=slug, creative_slug=creative_slug)
     campaign = creative.campaign if creative else Campaign.objects.filter(slug=slug).first()
@@ -156,6 +158,7 @@ def landing_html(
     return html
 
 
+@rate_limited("click", lambda: app_setting("CLICK_RATE"))
 def go(request: HttpRequest, slug: str, product_id: int) -> HttpResponse:
     """Count a product click and redirect to the product page, keeping UTM parameters and click ids."""
     campaign = Campaign.objects.filter(slug=slug).first()
@@ -225,6 +228,7 @@ def _cors(response: HttpResponse) -> HttpResponse:
 
 
 @csrf_exempt
+@rate_limited("events", lambda: app_setting("EVENTS_RATE"))
 def events(request: HttpRequest) -> HttpResponse:
     """``POST /c/events/`` with JSON ``{"token", "kind", "product_id"?, "order_id"?}``.
 

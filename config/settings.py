@@ -63,6 +63,8 @@ SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Per-address limits of the public endpoints (recommendations.ratelimit): off only for load tests.
+RATE_LIMITS_ENABLED = env_bool("LOOKALIKE_RATE_LIMITS", True)
 # Django answers /media/ itself only when asked to (the demo, a single-machine setup): files are served
 # with nosniff and a sandboxing Content-Security-Policy. Normally the web server does it (docs/deployment.md).
 SERVE_MEDIA = env_bool("DJANGO_SERVE_MEDIA", DEBUG)
@@ -164,6 +166,10 @@ CELERY_BEAT_SCHEDULE = {
     "expire-anonymous-profiles": {"task": "recommendations.expire_profiles", "schedule": 6 * 3600.0},
 }
 
+# Password logins (the admin's included) are throttled per address and username: config/auth.py.
+AUTHENTICATION_BACKENDS = ["config.auth.ThrottledModelBackend"]
+LOGIN_THROTTLE = {"MAX_FAILURES": 10, "MAX_FAILURES_PER_ADDRESS": 50, "LOCKOUT_S": 15 * 60}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -186,6 +192,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 24,
+    # DRF's own idea of the client address agrees with recommendations.ratelimit.client_ip.
+    "NUM_PROXIES": TRUSTED_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lookalike API",

@@ -10,11 +10,11 @@ from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from recommendations.catalog import product_model
 from recommendations.conf import app_setting
+from recommendations.ratelimit import AddressRateThrottle
 from recommendations.selectors import (
     NO_ACTIVE_SPACE,
     NONE,
@@ -93,8 +93,8 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-class ImageSearchThrottle(UserRateThrottle):
-    """Each search runs the image model: IMAGE_SEARCH_RATE (e.g. "60/minute") per user or address."""
+class ImageSearchThrottle(AddressRateThrottle):
+    """Each search runs the image model: IMAGE_SEARCH_RATE (e.g. "60/minute") per client address."""
 
     scope = "image_search"
 
@@ -102,7 +102,16 @@ class ImageSearchThrottle(UserRateThrottle):
         return app_setting("IMAGE_SEARCH_RATE")
 
 
+class SimilarProductsThrottle(AddressRateThrottle):
+    scope = "similar"
+
+    def get_rate(self) -> str | None:
+        return app_setting("SIMILAR_RATE")
+
+
 class SimilarProductsView(APIView):
+    throttle_classes = [SimilarProductsThrottle]
+
     @extend_schema(
         operation_id="similar_products",
         summary="Products that look like this one",
@@ -117,6 +126,7 @@ class SimilarProductsView(APIView):
             200: SimilarProductsSerializer,
             400: OpenApiResponse(ErrorSerializer, description="Invalid parameters (errors per field)."),
             404: OpenApiResponse(ErrorSerializer, description="No such product."),
+            429: OpenApiResponse(ErrorSerializer, description="More requests than SIMILAR_RATE allows."),
         },
     )
     def get(self, request: Request, pk: int) -> Response:

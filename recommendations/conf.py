@@ -70,8 +70,11 @@ DEFAULTS: dict[str, Any] = {
     "NEIGHBOURS_MAX_AGE_S": 24 * 3600,
     "IMAGE_SEARCH_MAX_BYTES": 10 * 1024 * 1024,
     "IMAGE_SEARCH_MAX_PIXELS": 40_000_000,
-    # Image searches per user (or address when anonymous): each one runs the image model. None: no limit.
+    # Requests per client address (recommendations.ratelimit; "N/second|minute|hour|day", None: no limit).
+    # Image search runs the image model on every request.
     "IMAGE_SEARCH_RATE": "60/minute",
+    "SIMILAR_RATE": "600/minute",  # the similar-items API
+    "PERSONAL_RATE": "300/minute",  # /for-you/ pages, the preference game and their API
     # --- Personalisation (docs/personalisation.md) ---
     # Shopper profile of /for-you/ and the widget: "mean", "weighted", "session" or "best_score"; a page
     # may ask for another with ?strategy=. weighted honours dislikes and recency and ranks browsing sessions

@@ -16,6 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from recommendations import interactions, personalisation, profiles
 from recommendations.catalog import product_model, product_url
+from recommendations.conf import app_setting
+from recommendations.ratelimit import rate_limited
 from recommendations.selectors import ScoredProduct, product_cards
 
 FEEDBACK_KINDS = ("like", "dislike")
@@ -44,6 +46,7 @@ def _cards(page: personalisation.PersonalPage) -> list[dict[str, Any]]:
     return [{"card": card, "role": page.role(card.product.pk)} for card in cards]
 
 
+@rate_limited("personal", lambda: app_setting("PERSONAL_RATE"))
 @require_http_methods(["GET", "POST"])
 def for_you(request: HttpRequest) -> HttpResponse:
     """GET: a fresh page of products (exploit + explore), remembered as shown.
@@ -82,6 +85,7 @@ def for_you(request: HttpRequest) -> HttpResponse:
     )
 
 
+@rate_limited("personal", lambda: app_setting("PERSONAL_RATE"))
 @require_POST
 def feedback(request: HttpRequest) -> HttpResponse:
     """A like or dislike button (a form: ``product``, ``kind``, ``next``); redirects back to ``next``."""
@@ -103,6 +107,7 @@ def feedback(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(target)
 
 
+@rate_limited("personal", lambda: app_setting("PERSONAL_RATE"))
 @require_GET
 def go(request: HttpRequest, product_id: int) -> HttpResponse:
     """A recommended product's link: records the click, then redirects to the product page."""
@@ -115,6 +120,7 @@ def go(request: HttpRequest, product_id: int) -> HttpResponse:
     return HttpResponseRedirect(product_url(product))
 
 
+@rate_limited("personal", lambda: app_setting("PERSONAL_RATE"))
 @require_http_methods(["GET", "POST"])
 def game(request: HttpRequest) -> HttpResponse:
     """The preference game: "pick your favourite of these" in rounds that never repeat a product.
