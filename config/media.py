@@ -1,4 +1,4 @@
-"""``/media/`` served by Django (``SERVE_MEDIA``: the demo, or a single machine without a web server in front).
+"""``/media/`` served by Django (``SERVE_MEDIA``: the demo, or one machine with no web server in front).
 
 Uploaded files come from marketers and remote stores. They are stored under names and extensions taken from
 their decoded image format, and served here so that a browser never treats one as a page: ``nosniff`` (the

@@ -7,8 +7,9 @@ the request from, the client is the N-th entry from the right; everything left o
 
 Limits are windows counted in the shared cache (Redis / Valkey), so every web process and machine counts
 together; a client's window starts at its first request (not at a clock boundary, which would let a burst
-straddling it through twice). A rate is ``"N/second|minute|hour|day"`` or None (no limit); ``RATE_LIMITS_ENABLED = False``
-(``LOOKALIKE_RATE_LIMITS=off``) turns them all off, for a load test or when a CDN limits instead.
+straddling it through twice). A rate is ``"N/second|minute|hour|day"`` or None (no limit);
+``RATE_LIMITS_ENABLED = False`` (``LOOKALIKE_RATE_LIMITS=off``) turns them all off, for a load test or when
+a CDN limits instead.
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ def test_development_values_only_when_debug_is_asked_for():
 
 
 def test_check_deploy_is_clean_with_the_documented_production_variables():
-    result = run_with_settings(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **PRODUCTION_ENV)
+    command = ["manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    result = run_with_settings(command, **PRODUCTION_ENV)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
