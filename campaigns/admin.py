@@ -44,7 +44,7 @@ def embedding_state(creative: Creative) -> str:
 
 def _save_creative_form(form: CreativeForm, request: HttpRequest) -> None:
     try:
-        services.save_creative(creative=form.instance, image_data=form.image_data, file_name=form.image_name)
+        services.save_creative(creative=form.instance, image_data=form.image_data)
     except services.CreativeImageError as error:  # checked in the form already; a race with a URL change
         messages.error(request, f"{form.instance}: {error.reason}")
 
