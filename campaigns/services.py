@@ -21,6 +21,7 @@ from campaigns import tracking
 from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
 from recommendations.catalog import product_model
+from recommendations.ratelimit import increment
 from scraper.parsers.image_folder import ImageRejected, inspect_image
 
 logger = logging.getLogger(__name__)
@@ -261,9 +262,12 @@ def record_event(
     product_id: int | None = None,
     utm: dict[str, str] | None = None,
     dedup_extra: str = "",
+    cap: tuple[str, int] | None = None,
 ) -> bool:
     """Store one event unless the same one (session, creative, kind, product) was stored within
     ``DEDUP_WINDOW_S``; True when stored. The window starts at the first event (a Valkey SET NX).
+    ``cap``: (counter key, most events): events past the count stay unstored (counted atomically for the
+    attribution window).
 
     Raises ``UnknownProduct`` when ``product_id`` is not in the catalog.
     """
@@ -272,6 +276,11 @@ def record_event(
     )
     if not cache.add(key, 1, timeout=app_setting("DEDUP_WINDOW_S")):
         return False
+    if cap is not None:
+        counter_key, most = cap
+        count, _ = increment(cache.make_and_validate_key(counter_key), app_setting("ATTRIBUTION_MAX_AGE_S"))
+        if count > most:
+            return False
     values = {
         "campaign_id": campaign_id,
         "creative_id": creative_id,
@@ -338,6 +347,9 @@ def record_conversion(*, request: HttpRequest, kind: str, product: Any = None, o
 def record_attributed_event(
     *, attribution: tracking.Attribution, kind: str, product_id: int | None, order_id: str = ""
 ) -> bool:
+    """Record a conversion credited to a click; False for a repeat, or past ``MAX_CONVERSIONS[kind]`` for the
+    click (a token is a bearer credential: one leaked token must not count a hundred purchases)."""
+    limit = (app_setting("MAX_CONVERSIONS") or {}).get(kind)
     try:
         return record_event(
             campaign_id=attribution.campaign_id,
@@ -347,6 +359,7 @@ def record_attributed_event(
             session_key=attribution.session_key,
             product_id=product_id,
             dedup_extra=str(order_id)[:100],
+            cap=None if limit is None else (tracking.conversions_key(attribution, kind), int(limit)),
         )
     except IntegrityError:  # the campaign or creative was deleted since the click
         return False

@@ -172,18 +172,19 @@ def go(request: HttpRequest, slug: str, product_id: int) -> HttpResponse:
 
     session_key, new_session = _session_key(request)
     creative_param = request.GET.get("cr", "")
-    creative_id = (
-        Creative.objects.filter(pk=int(creative_param), campaign=campaign)
-        .values_list("pk", flat=True)
-        .first()
+    creative = (
+        selectors.campaign_creative(campaign=campaign, creative_id=int(creative_param))
         if creative_param.isdigit()
         else None
     )
-    variant = request.GET.get("v")
-    if variant not in tracking.VARIANTS:
-        variant = tracking.assign_variant(
-            campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
-        )
+    creative_id = creative.pk if creative else None
+    # The variant is the session's own (keyed) assignment, as on the landing page, never a URL parameter:
+    # the visual variant falls back while the creative has no vector in the active space.
+    variant = tracking.assign_variant(
+        campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
+    )
+    if variant == tracking.VISUAL and creative and not creative.is_ready_for(getattr(creative, "active_space_id", None)):
+        variant = tracking.FALLBACK
     attribution_cookie = None
     if creative_id and campaign.is_running() and not tracking.is_bot(request.headers.get("User-Agent")):
         services.record_event(

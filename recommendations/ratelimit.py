@@ -72,8 +72,9 @@ return {count, redis.call('PTTL', KEYS[1])}
 """
 
 
-def _count(key: str, period_s: int) -> tuple[int, float]:
-    """Add one to the client's counter: (requests in its window, seconds until the window ends)."""
+def increment(key: str, period_s: int) -> tuple[int, float]:
+    """Add one to a counter that lives ``period_s`` from its first increment (atomic across processes):
+    (the count, seconds until it expires). ``key`` is a full cache key (``cache.make_key``)."""
     backend: Any = getattr(cache, "_cache", None)
     get_client = getattr(backend, "get_client", None)
     if get_client is not None:  # django.core.cache.backends.redis
@@ -94,7 +95,7 @@ def check(scope: str, ident: str, rate: str | None) -> float | None:
         return None
     limit = parse_rate(rate)
     key = cache.make_and_validate_key(f"{KEY_PREFIX}:{scope}:{limit.period_s}:{ident}")
-    count, remaining_s = _count(key, limit.period_s)
+    count, remaining_s = increment(key, limit.period_s)
     return None if count <= limit.count else remaining_s
 
 
