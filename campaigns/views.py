@@ -183,7 +183,8 @@ def go(request: HttpRequest, slug: str, product_id: int) -> HttpResponse:
     variant = tracking.assign_variant(
         campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
     )
-    if variant == tracking.VISUAL and creative and not creative.is_ready_for(getattr(creative, "active_space_id", None)):
+    space_id = getattr(creative, "active_space_id", None)  # annotated by campaign_creative
+    if variant == tracking.VISUAL and creative and not creative.is_ready_for(space_id):
         variant = tracking.FALLBACK
     attribution_cookie = None
     if creative_id and campaign.is_running() and not tracking.is_bot(request.headers.get("User-Agent")):
