@@ -87,7 +87,7 @@ def passthrough_params(query: Mapping[str, str] | Iterable[tuple[str, str]]) -> 
     for name, value in items:
         if name in seen or not (name.startswith("utm_") or name in click_ids):
             continue
-        if len(name) > 64 or not value:
+        if len(name) > 64 or not value or "\x00" in value:  # PostgreSQL stores no NUL characters
             continue
         seen.add(name)
         kept.append((name, str(value)[:_MAX_PARAM_CHARS]))

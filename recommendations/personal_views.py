@@ -97,7 +97,10 @@ def feedback(request: HttpRequest) -> HttpResponse:
     shopper = interactions.shopper_for_request(request)
     assert shopper is not None
     interactions.record_interaction(
-        shopper=shopper, product=product, kind=kind, source=request.POST.get("source", "")[:64]
+        shopper=shopper,
+        product=product,
+        kind=kind,
+        source=request.POST.get("source", "").replace("\x00", "")[:64],
     )
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
@@ -115,7 +118,10 @@ def go(request: HttpRequest, product_id: int) -> HttpResponse:
     shopper = interactions.shopper_for_request(request)
     assert shopper is not None
     interactions.record_interaction(
-        shopper=shopper, product=product, kind="click", source=request.GET.get("source", "")[:64]
+        shopper=shopper,
+        product=product,
+        kind="click",
+        source=request.GET.get("source", "").replace("\x00", "")[:64],
     )
     return HttpResponseRedirect(product_url(product))
 
