@@ -1,4 +1,5 @@
-"""Who is asking, and how often: the client's address and per-address rate limits of the public endpoints.
+"""Who is asking, how often, how many at once: the client's address, per-address rate limits of the public
+endpoints, and slots that cap expensive work running at the same time on one machine.
 
 ``client_ip`` is the one place that reads a client address. ``X-Forwarded-For`` is set by whoever sends
 the request, so it is believed only as far as ``TRUSTED_PROXIES`` (a Django setting, from
@@ -14,10 +15,14 @@ a CDN limits instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import math
-from collections.abc import Callable
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +102,33 @@ def check(scope: str, ident: str, rate: str | None) -> float | None:
     key = cache.make_and_validate_key(f"{KEY_PREFIX}:{scope}:{limit.period_s}:{ident}")
     count, remaining_s = increment(key, limit.period_s)
     return None if count <= limit.count else remaining_s
+
+
+class Busy(RuntimeError):
+    """Every slot stayed taken for the whole wait."""
+
+
+@contextlib.contextmanager
+def concurrency_slot(name: str, *, slots: int, lease_s: int, wait_s: float) -> Iterator[None]:
+    """Hold one of ``slots`` slots named ``name`` on this machine (all its processes together) while the
+    block runs; waits up to ``wait_s`` for one, then raises ``Busy``. A slot is a cache key with an expiry
+    (``lease_s``), so a process killed while holding one frees it when the lease runs out."""
+    token = secrets.token_hex(8)
+    host = socket.gethostname()
+    keys = [f"slot:{name}:{host}:{index}" for index in range(max(1, slots))]
+    deadline = time.monotonic() + wait_s
+    while True:
+        held = next((key for key in keys if cache.add(key, token, timeout=lease_s)), None)
+        if held is not None:
+            break
+        if time.monotonic() >= deadline:
+            raise Busy(f"all {len(keys)} {name} slots are taken")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        if cache.get(held) == token:
+            cache.delete(held)
 
 
 def too_many_requests(retry_after_s: float) -> HttpResponse:
