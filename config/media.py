@@ -9,7 +9,7 @@ be opened directly.
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import URLPattern, re_path
 from django.views.static import serve
 
@@ -19,8 +19,8 @@ MEDIA_HEADERS = {
 }
 
 
-def serve_media(request: HttpRequest, path: str) -> HttpResponse:
-    response = serve(request, path, document_root=settings.MEDIA_ROOT)
+def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
+    response = serve(request, path, document_root=str(settings.MEDIA_ROOT))
     for name, value in MEDIA_HEADERS.items():
         response[name] = value
     return response
