@@ -123,3 +123,18 @@ def test_a_creative_url_ending_in_html_is_stored_as_png(admin_client, campaign, 
 
     assert response.status_code == 302, response.content.decode()[-2000:]
     assert_served_as_png(admin_client, Creative.objects.get())
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_browser_opening_the_stored_creative_runs_no_script(page, live_server, campaign):
+    from campaigns.services import save_creative
+
+    creative = save_creative(creative=Creative(campaign=campaign, name="Ad", slug="ad"), image_data=POLYGLOT)
+
+    response = page.goto(f"{live_server.url}{creative.image.url}")
+
+    assert response is not None and response.headers["content-type"] == "image/png"
+    page.wait_for_load_state("load")
+    assert page.title() != "owned"
+    assert page.evaluate("document.contentType") == "image/png"
