@@ -112,3 +112,16 @@ def test_a_few_typos_do_not_lock_anyone_out(client, django_user_model):
         admin_login(client, "clerk", f"typo-{i}", "198.51.100.10")
     response = admin_login(client, "clerk", "right-horse-battery", "198.51.100.10")
     assert response.status_code == 302
+
+
+def test_rates_that_do_not_parse_are_reported_at_start_up(settings):
+    from campaigns.checks import check_settings as check_campaigns
+    from recommendations.checks import check_settings as check_recommendations
+
+    bad = {"SIMILAR_RATE": "lots", "IMAGE_SEARCH_CONCURRENCY": 0}
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, **bad}
+    settings.CAMPAIGNS = {"CLICK_RATE": "5/fortnight", "MAX_CONVERSIONS": {"purchase": -1}}
+
+    recommendation_ids = sorted(e.id for e in check_recommendations(None))
+    assert recommendation_ids == ["recommendations.E006", "recommendations.E007"]
+    assert sorted(e.id for e in check_campaigns(None)) == ["campaigns.E004", "campaigns.E005"]
