@@ -63,14 +63,14 @@ def _media_root() -> Iterator[None]:
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
 
 
-REQUEST_FIXTURES = {"client", "admin_client", "live_server", "async_client"}
+REQUEST_FIXTURES = {"client", "admin_client", "live_server", "async_client", "db", "transactional_db"}
 
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits(request) -> None:
-    """All of a run's requests come from 127.0.0.1: each test that sends some starts with no requests
-    counted against the per-address rate limits and no failed logins."""
-    if not REQUEST_FIXTURES & set(request.fixturenames):
+    """All of a run's requests come from 127.0.0.1: each test that may send some (it uses the database or a
+    client) starts with no requests counted against the per-address rate limits and no failed logins."""
+    if not (REQUEST_FIXTURES & set(request.fixturenames) or request.node.get_closest_marker("django_db")):
         return
     from django.core.cache import cache
 
