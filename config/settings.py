@@ -1,7 +1,8 @@
-"""Settings for the Lookalike demo store and for tests.
+"""Settings of a Lookalike site: production by default; `make demo` and the tests turn development on.
 
-Every value that differs between machines comes from the environment (see README "Settings"). With no
-``DATABASE_URL`` / ``REDIS_URL`` the embedded PostgreSQL and Valkey from ``config.embedded`` are used.
+Every value that differs between machines comes from the environment (see README "Settings" and
+docs/deployment.md "Security"). With no ``DATABASE_URL`` / ``REDIS_URL`` the embedded PostgreSQL and Valkey
+from ``config.embedded`` are used.
 """
 
 import os
