@@ -1,5 +1,6 @@
-"""A CSV that is not UTF-8: Japanese, Chinese or Korean encodings are recognised from the content, and a
-title that cannot be read is a row error rather than mojibake over a good title."""
+"""Text that is not UTF-8: Japanese, Chinese or Korean encodings are recognised from the content (CSV
+feeds and product pages without a declared charset), and a CSV title that cannot be read is a row error
+rather than mojibake over a good title."""
 
 from __future__ import annotations
 
@@ -53,3 +54,18 @@ def test_a_shift_jis_import_does_not_overwrite_good_titles_with_mojibake(tmp_pat
         "J-2": "メンズ シャツ 青",
     }
     assert Product.objects.get(external_id="J-1").price == 1100
+
+
+def test_a_product_page_in_shift_jis_without_a_declared_charset_is_read_as_such():
+    from scraper.parsers.sitemap import parse_product_page
+
+    html = (
+        "<html><head><title>ワンピース 赤</title>"
+        '<script type="application/ld+json">{"@type": "Product", "name": "ワンピース 赤", "sku": "J-1",'
+        ' "offers": {"price": "1200", "priceCurrency": "JPY"}}</script></head><body></body></html>'
+    )
+
+    product = parse_product_page(html.encode("shift_jis"), "https://shop.example.jp/p/1")
+
+    assert not isinstance(product, RowError)
+    assert product.title == "ワンピース 赤"
