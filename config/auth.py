@@ -13,9 +13,10 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 
 from recommendations.ratelimit import client_ip
@@ -78,3 +79,23 @@ class ThrottledModelBackend(ModelBackend):
         else:
             clear_failures(request, name)
         return user
+
+
+class ThrottledAdminLoginForm(AdminAuthenticationForm):
+    """The admin's login form, saying so when the address is locked out (the backend refuses either way)."""
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "locked_out": "Too many failed logins for this username from your address. "
+        "Try again in %(minutes)d minutes.",
+    }
+
+    def clean(self) -> dict[str, Any]:
+        username = self.cleaned_data.get("username")
+        if username is not None and is_locked_out(self.request, str(username)):
+            raise ValidationError(
+                self.error_messages["locked_out"],
+                code="locked_out",
+                params={"minutes": max(1, login_setting("LOCKOUT_S") // 60)},
+            )
+        return super().clean()

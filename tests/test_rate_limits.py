@@ -99,6 +99,7 @@ def test_thirty_wrong_passwords_then_the_right_one_is_refused(client, django_use
     response = admin_login(client, "boss", "right-horse-battery", "198.51.100.9")
     assert response.status_code == 200, "the right password must not log the guesser in while locked"
     assert "_auth_user_id" not in client.session
+    assert "Too many failed logins for this username from your address" in response.content.decode()
 
     # The administrator at another address is not locked out by someone else's guessing.
     response = admin_login(client, "boss", "right-horse-battery", "192.0.2.44")
