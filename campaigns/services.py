@@ -173,6 +173,28 @@ def save_creative(*, creative: Creative, image_data: bytes | None = None) -> Cre
     return creative
 
 
+def rename_creative_files() -> list[tuple[str, str]]:
+    """Store again, as ``<sha256>.<extension of its decoded format>``, every creative file whose name says
+    otherwise (files uploaded before names came from the content: ``<sha256>.html`` holding a PNG would be
+    served as a page). Content that is no accepted image gets ``.bin``. Returns (old name, new name) pairs."""
+    from scraper.parsers.image_folder import sniff_image_type
+
+    renamed: list[tuple[str, str]] = []
+    for creative in Creative.objects.exclude(image="").only("pk", "image", "sha256").iterator():
+        old_name = creative.image.name
+        with creative.image.open("rb") as stream:
+            data = stream.read()
+        extension = CREATIVE_FORMATS.get(sniff_image_type(data) or "", "bin")
+        if old_name.endswith(f".{extension}"):
+            continue
+        digest = creative.sha256 or hashlib.sha256(data).hexdigest()
+        creative.image.save(f"{digest}.{extension}", ContentFile(data), save=False)
+        Creative.objects.filter(pk=creative.pk).update(image=creative.image.name)
+        creative.image.storage.delete(old_name)
+        renamed.append((old_name, creative.image.name))
+    return renamed
+
+
 def unique_creative_slug(creative: Creative) -> str:
     base = slugify(creative.name)[:90] or "creative"
     taken = set(Creative.objects.filter(campaign_id=creative.campaign_id).values_list("slug", flat=True))

@@ -138,3 +138,28 @@ def test_a_browser_opening_the_stored_creative_runs_no_script(page, live_server,
     page.wait_for_load_state("load")
     assert page.title() != "owned"
     assert page.evaluate("document.contentType") == "image/png"
+
+
+def test_files_stored_under_their_upload_names_are_renamed_after_their_content(campaign):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.core.management import call_command
+
+    # As stored before names came from the content.
+    old_name = default_storage.save("campaigns/creatives/ab/abcdef.html", ContentFile(POLYGLOT))
+    creative = Creative.objects.create(
+        campaign=campaign, name="Old", slug="old", image=old_name, sha256="ab" * 32
+    )
+    jpeg = Creative.objects.create(campaign=campaign, name="Fine", slug="fine", sha256="cd" * 32)
+    jpeg.image.save("x.jpg", ContentFile(image_bytes("JPEG")))
+    fine_name = jpeg.image.name
+
+    call_command("rename_creative_files")
+
+    creative.refresh_from_db()
+    jpeg.refresh_from_db()
+    assert creative.image.name == f"campaigns/creatives/ab/{'ab' * 32}.png"
+    assert not default_storage.exists(old_name)
+    with creative.image.open("rb") as stream:
+        assert stream.read() == POLYGLOT
+    assert jpeg.image.name == fine_name
