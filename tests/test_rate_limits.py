@@ -66,11 +66,16 @@ def test_behind_one_proxy_only_the_address_it_saw_counts(client):
         ("get", "/c/no-such-campaign/", ("CAMPAIGNS", "LANDING_RATE")),
         ("get", "/c/no-such-campaign/go/1/", ("CAMPAIGNS", "CLICK_RATE")),
         ("post", "/c/events/", ("CAMPAIGNS", "EVENTS_RATE")),
+        ("get", "/api/schema/", (None, "API_SCHEMA_RATE")),
     ],
 )
 def test_every_public_endpoint_is_limited(client, method, path, rate_setting):
     group, name = rate_setting
-    with override_settings(**{group: {**getattr(settings, group, {}), name: "3/minute"}}):
+    if group is None:  # a Django setting of its own
+        rate = {name: "3/minute"}
+    else:
+        rate = {group: {**getattr(settings, group, {}), name: "3/minute"}}
+    with override_settings(**rate):
         answers = [getattr(client, method)(path) for _ in range(4)]
 
     assert [a.status_code == 429 for a in answers] == [False, False, False, True]
