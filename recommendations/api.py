@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from recommendations.catalog import product_model
+from lookalike.catalog import product_model
 from recommendations.conf import app_setting
 from recommendations.ratelimit import AddressRateThrottle, Busy, concurrency_slot
 from recommendations.selectors import (
