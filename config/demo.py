@@ -92,6 +92,16 @@ def choose_encoder() -> dict[str, str]:
 # --- data ---------------------------------------------------------------------------------------------------
 
 
+def demo_secret_key() -> str:
+    """A random key of this checkout's own, kept under var/ so that sessions survive a restart."""
+    key_file = embedded.VAR_DIR / "demo-secret-key.txt"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
 def ensure_admin() -> tuple[str, str, Path | None]:
     """The demo's superuser; its generated password is kept in ``var/demo-admin-password.txt``."""
     from django.contrib.auth import get_user_model
@@ -346,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, children: list[Child], stopping: threading.Event) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # The settings default to production; the demo runs on this machine only and turns development on.
+    os.environ.setdefault("DJANGO_DEBUG", "true")
+    os.environ.setdefault("DJANGO_SERVE_MEDIA", "true")  # gunicorn serves the photos too (config/media.py)
+    os.environ.setdefault("DJANGO_SECRET_KEY", demo_secret_key())
     say("Starting the embedded PostgreSQL and Valkey (or using DATABASE_URL / REDIS_URL)")
     import django
 

@@ -18,7 +18,9 @@ from rest_framework.views import APIView
 
 from lookalike.catalog import product_model
 from recommendations import interactions, personalisation, profiles
+from recommendations.conf import app_setting
 from recommendations.models import Interaction
+from recommendations.ratelimit import AddressRateThrottle
 from recommendations.selectors import product_cards
 from recommendations.serializers import ErrorSerializer, SimilarProductSerializer
 
@@ -37,9 +39,10 @@ class ShopperSessionAuthentication(SessionAuthentication):
 
 
 class ShopperSessionScheme(SessionScheme):
-    """Documents ShopperSessionAuthentication in the OpenAPI schema as the session cookie it is."""
+    """Documents ``ShopperSessionAuthentication`` as the session cookie it is (registered by subclassing)."""
 
     target_class = "recommendations.personal_api.ShopperSessionAuthentication"
+    name = "shopperSession"
 
 
 class InteractionInSerializer(serializers.Serializer):
@@ -88,7 +91,15 @@ def _error(code: int, detail: str, errors: dict[str, Any] | None = None) -> Resp
     return Response({"detail": detail, **({"errors": errors} if errors else {})}, status=code)
 
 
+class PersonalThrottle(AddressRateThrottle):
+    scope = "personal"
+
+    def get_rate(self) -> str | None:
+        return app_setting("PERSONAL_RATE")
+
+
 class InteractionsView(APIView):
+    throttle_classes = [PersonalThrottle]
     authentication_classes = [ShopperSessionAuthentication]
 
     @extend_schema(
@@ -122,6 +133,7 @@ class InteractionsView(APIView):
 
 
 class ForYouView(APIView):
+    throttle_classes = [PersonalThrottle]
     authentication_classes = [ShopperSessionAuthentication]
 
     @extend_schema(
