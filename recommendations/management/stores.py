@@ -23,7 +23,8 @@ def find_store(value: str | int) -> Any:
     matches = list(stores.filter(**{name_field: value}).order_by("pk")[:2])
     if len(matches) == 1:
         return matches[0]
-    known = ", ".join(f"{getattr(store, name_field)!r} (id {store.pk})" for store in stores.order_by("pk")[:20])
+    first = stores.order_by("pk")[:20]
+    known = ", ".join(f"{getattr(store, name_field)!r} (id {store.pk})" for store in first)
     if matches:
         raise CommandError(f"Several stores are named {value!r}: give the id. Stores: {known}")
     raise CommandError(f"No store named {value!r}. Stores: {known or 'none yet'}")
