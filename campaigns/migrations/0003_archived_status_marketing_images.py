@@ -1,9 +1,10 @@
 """Campaigns can be archived; the Marketing group may view product images (to choose products to pin)."""
 
-from django.conf import settings
 from django.db import migrations, models
 
-IMAGE_MODEL = getattr(settings, "RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage")
+from lookalike.conf import model_label as catalog_label
+
+IMAGE_MODEL = catalog_label("IMAGE_MODEL")
 GROUP_NAME = "Marketing"
 
 
@@ -32,7 +33,7 @@ def remove_image_view(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("campaigns", "0002_marketing_group")]
+    dependencies = [("campaigns", "0002_marketing_group"), migrations.swappable_dependency(IMAGE_MODEL)]
 
     operations = [
         migrations.AlterField(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from recommendations import services, simulation
+from recommendations import services
 from recommendations.models import ImageEmbedding
 from tests.factories import add_image, create_product, jpeg_bytes
 
@@ -22,7 +22,7 @@ HEADER = ",".join(
 
 
 def test_stored_vectors_are_reused_and_progress_is_shown(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(simulation, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv("LOOKALIKE_CACHE_DIR", str(tmp_path / "cache"))
     images = tmp_path / "myntra" / "images"
     images.mkdir(parents=True)
     rows = [HEADER]
@@ -65,7 +65,7 @@ def test_stored_vectors_are_reused_and_progress_is_shown(store, tmp_path, monkey
     assert "embedding photos" in err.getvalue() and "target finding" in err.getvalue()
     assert "3/3" in err.getvalue()  # the bar reached the end of the searches
     # The stored vectors are the ones used: the cache written for the set holds them.
-    cached = np.load(next((tmp_path / "cache").glob("*.npz")))["vectors"]
+    cached = np.load(next((tmp_path / "cache").rglob("*.npz")))["vectors"]
     stored = {
         digest: np.asarray(vector, dtype=np.float32)
         for digest, vector in ImageEmbedding.objects.filter(space=space).values_list("sha256", "vector")
