@@ -68,12 +68,19 @@ class Demo:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
+
+    def close(self) -> None:
+        """After the process ended: the rest of its output, and its pipe closed."""
+        self.reader.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
 
     @property
     def output(self) -> str:
@@ -195,7 +202,8 @@ def test_demo_serves_then_sigterm_and_make_stop_leave_nothing_running(demo_dirs)
         assert alive(started) == set(), describe(alive(started)) + "\n" + demo.output[-3000:]
         assert not port_open(port)
         assert not (var_dir / f"demo-{port}.json").exists()
-        assert "Cold shutdown" not in demo.output
+        demo.close()
+        assert "Cold shutdown" not in demo.output and demo.output.rstrip().endswith("==> Stopped")
 
         # Killed outright, the demo cannot clean up: `make stop` (these two commands) must.
         demo = Demo(var_dir=var_dir, catalog=catalog, port=port)
@@ -211,3 +219,5 @@ def test_demo_serves_then_sigterm_and_make_stop_leave_nothing_running(demo_dirs)
     finally:
         if demo.process.poll() is None:
             demo.process.kill()
+            demo.process.wait(timeout=10)
+        demo.close()
