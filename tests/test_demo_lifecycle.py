@@ -1,5 +1,6 @@
 """`make demo`'s life cycle: it serves, says when the embeddings are ready, holds 200 concurrent requests,
-and leaves nothing running when it is stopped with SIGTERM, or killed and cleaned up with `make stop`.
+and leaves nothing running when it is stopped with SIGTERM or Ctrl-C, or killed and cleaned up with
+`make stop`.
 
 The demo runs on its own data directory (LOOKALIKE_VAR_DIR), port and media folder, with its own embedded
 PostgreSQL and Valkey, so the servers shared by other test runs are never touched.
@@ -67,6 +68,7 @@ class Demo:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # a process group of its own, as a terminal gives `make demo`
         )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -163,7 +165,7 @@ def demo_dirs():
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_demo_serves_then_sigterm_and_make_stop_leave_nothing_running(demo_dirs):
+def test_demo_serves_then_sigterm_ctrl_c_and_make_stop_leave_nothing_running(demo_dirs):
     var_dir, catalog = demo_dirs
     port = free_port()
     demo = Demo(var_dir=var_dir, catalog=catalog, port=port)
@@ -204,6 +206,17 @@ def test_demo_serves_then_sigterm_and_make_stop_leave_nothing_running(demo_dirs)
         assert not (var_dir / f"demo-{port}.json").exists()
         demo.close()
         assert "Cold shutdown" not in demo.output and demo.output.rstrip().endswith("==> Stopped")
+
+        # Ctrl-C in a terminal sends SIGINT to the whole foreground process group: the worker must get one
+        # signal (a warm shutdown), not the terminal's SIGINT and then the demo's SIGTERM (a cold one).
+        demo = Demo(var_dir=var_dir, catalog=catalog, port=port)
+        demo.wait_for("The store is up")
+        started = demo.started_pids()
+        os.killpg(demo.process.pid, signal.SIGINT)
+        assert demo.process.wait(timeout=120) == 0
+        demo.close()
+        assert alive(started) == set(), describe(alive(started)) + "\n" + demo.output[-3000:]
+        assert demo.output.count("Warm shutdown") == 1 and "Cold shutdown" not in demo.output
 
         # Killed outright, the demo cannot clean up: `make stop` (these two commands) must.
         demo = Demo(var_dir=var_dir, catalog=catalog, port=port)
