@@ -53,6 +53,7 @@ from .records import (
     split_category_path,
     unique,
 )
+from .variants import group_variants
 
 # For each field, the accepted column names in order of preference: with both "id" and "sku"
 # columns present, "id" is the external id and "sku" is kept as an attribute.
@@ -230,14 +231,16 @@ def parse_csv(
         if base_dir is not None
         else None
     )
-    return _iter_products(
-        reader,
-        columns,
-        first_row_number=row_number,
-        encoding=encoding,
-        base_url=base_url,
-        local_files=local_files,
-        delimiter=delimiter,
+    return group_variants(
+        _iter_products(
+            reader,
+            columns,
+            first_row_number=row_number,
+            encoding=encoding,
+            base_url=base_url,
+            local_files=local_files,
+            delimiter=delimiter,
+        )
     )
 
 

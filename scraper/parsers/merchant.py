@@ -24,6 +24,7 @@ import defusedxml.ElementTree
 
 from .csv_feed import parse_csv, product_from_mapping
 from .records import FeedError, ParsedRecord, RowError, clean_text, maybe_gunzip, payload_snippet
+from .variants import group_variants
 
 GOOGLE_NAMESPACE = "http://base.google.com/ns/1.0"
 ATOM_NAMESPACE = "http://www.w3.org/2005/Atom"
@@ -45,8 +46,8 @@ def parse_merchant_feed(
     """
     data = maybe_gunzip(data, max_decompressed_bytes=max_decompressed_bytes)
     if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
-        return _iter_xml_items(data, base_url=base_url)
-    return parse_csv(data, base_url=base_url)
+        return group_variants(_iter_xml_items(data, base_url=base_url))
+    return parse_csv(data, base_url=base_url)  # groups variants too
 
 
 def _iter_xml_items(data: bytes, *, base_url: str) -> Iterator[ParsedRecord]:
@@ -86,7 +87,7 @@ def _record_from_item(item: Element, *, position: int, base_url: str) -> ParsedR
         if namespace == ATOM_NAMESPACE and name == "link":
             if child.get("rel", "alternate") != "alternate":
                 continue
-            value = child.get("href") or ""
+            value = child.get("href") or child.text or ""  # some feeds write the URL as the text
         else:
             value = child.text or ""
         if not value.strip():
@@ -94,6 +95,10 @@ def _record_from_item(item: Element, *, position: int, base_url: str) -> ParsedR
         target = google if namespace == GOOGLE_NAMESPACE else plain
         target.setdefault(_PLAIN_FIELD_NAMES.get(name, name) if target is plain else name, []).append(value)
     fields = {**plain, **google}
+    if len(fields.get("image_link", [])) > 1:
+        # A repeated image_link (seen in real feeds) is more photos, not a mistake.
+        fields["additional_image_link"] = fields["image_link"][1:] + fields.get("additional_image_link", [])
+        fields["image_link"] = fields["image_link"][:1]
     source_ref = f"item {position}"
     if fields.get("id"):
         source_ref += f" (id {clean_text(fields['id'][0])})"

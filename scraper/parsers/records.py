@@ -41,6 +41,31 @@ class LocalImage:
 
 
 @dataclass(kw_only=True, slots=True)
+class Variant:
+    """One buyable version of a product (a colour and size of a shirt), as the source listed it.
+
+    ``colour`` is kept as the source wrote it: it is a per-photo label that similarity learning reads.
+    """
+
+    external_id: str
+    colour: str = ""
+    size: str = ""
+    price: Decimal | None = None
+    in_stock: bool | None = None
+    image_url: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "external_id": self.external_id,
+            "colour": self.colour,
+            "size": self.size,
+            "price": None if self.price is None else str(self.price),
+            "in_stock": self.in_stock,
+            "image_url": self.image_url,
+        }
+
+
+@dataclass(kw_only=True, slots=True)
 class ScrapedProduct:
     """One product as read from a catalog source, before it is matched to a row in the shop.
 
@@ -64,7 +89,26 @@ class ScrapedProduct:
     image_urls: list[str] = field(default_factory=list)
     image_files: list[LocalImage] = field(default_factory=list)
     attributes: dict[str, Any] = field(default_factory=dict)
+    variants: list[Variant] = field(default_factory=list)
     source_ref: str = ""
+
+    def set_variants(self, variants: list[Variant]) -> None:
+        """Keep the variants, and write them into ``attributes`` so the catalog stores them per product:
+        ``attributes["variants"]`` (a list of ``Variant.as_json()``) and ``attributes["colours"]`` (each
+        colour once, in the source's order), queryable as ``attributes__colours__contains=["Navy"]``."""
+        self.variants = variants
+        if not variants:
+            return
+        self.attributes["variants"] = [variant.as_json() for variant in variants]
+        colours = unique([variant.colour for variant in variants])
+        sizes = unique([variant.size for variant in variants])
+        if colours:
+            self.attributes["colours"] = colours
+        if sizes:
+            self.attributes["sizes"] = sizes
+        prices = [variant.price for variant in variants if variant.price is not None]
+        if prices and max(prices) != min(prices):
+            self.attributes["price_max"] = str(max(prices))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ URLs, relative to ``store.base_url``:
                                     product 2 has invalid JSON-LD and OpenGraph to fall back to
 ``/about``                          a page without product data
 ``/feed.xml``, ``/feed.tsv``        Google Merchant feed of every product (RSS 2.0 with ``g:``; TSV)
+``/feed-variants.xml``              the same, one item per variant with ``item_group_id``, colour, size;
+                                    every photo as a repeated ``g:image_link``
 ``/img/<name>.jpg``                 a deterministic 96 x 96 JPEG: a coloured shape drawn from the name
 ``/img/broken/truncated.jpg``       the first half of a JPEG
 ``/img/broken/html.jpg``            an HTML error page served as ``image/jpeg``
@@ -198,8 +200,9 @@ class StoreCatalog:
             "variants": [
                 {
                     "id": product.id * 10 + v,
-                    "title": size,
-                    "option1": size,
+                    "title": f"{product.colour} / {size}",
+                    "option1": product.colour,
+                    "option2": size,
                     "sku": f"SKU-{product.index}-{size}",
                     "requires_shipping": True,
                     "taxable": True,
@@ -224,7 +227,10 @@ class StoreCatalog:
                 }
                 for k, name in enumerate(product.image_names)
             ],
-            "options": [{"name": "Size", "position": 1, "values": ["S", "M", "L"][: len(product.prices)]}],
+            "options": [
+                {"name": "Color", "position": 1, "values": [product.colour]},
+                {"name": "Size", "position": 2, "values": ["S", "M", "L"][: len(product.prices)]},
+            ],
         }
 
     def products_page(self, indices: range, *, page: int, limit: int, base_url: str) -> bytes:
@@ -356,6 +362,35 @@ class StoreCatalog:
                 ("g:condition", "new"),
             ]
             parts.append("<item>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields) + "</item>")
+        parts.append("</channel></rss>")
+        return "".join(parts).encode()
+
+    def merchant_variants_rss(self, base_url: str) -> bytes:
+        """One item per variant (size), tied by ``item_group_id`` as Fourthwall and Wix feeds write them;
+        the groups are interleaved (every size S first, then M, then L), as real feeds may be."""
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" xmlns:g="http://base.google.com/ns/1.0">'
+            "<channel><title>Fixture Store variants</title>"
+        ]
+        for v, size in enumerate(("S", "M", "L")):
+            for p in self.products():
+                if v >= len(p.prices):
+                    continue
+                fields = [
+                    ("g:id", f"{p.id}-{size}"),
+                    ("g:item_group_id", str(p.id)),
+                    ("g:title", f"{p.title} - {p.colour.capitalize()} / {size}"),
+                    ("g:link", f"{base_url}/p/{p.handle}?variant={p.id}{v}"),
+                    ("g:description", p.description),
+                    *(("g:image_link", f"{base_url}/img/{name}.jpg") for name in p.image_names),
+                    ("g:price", f"{p.prices[v]} USD"),
+                    ("g:availability", "in stock" if p.available[v] else "out of stock"),
+                    ("g:product_type", f"{p.department} > {p.product_type}"),
+                    ("g:brand", p.brand),
+                    ("g:color", p.colour.capitalize()),
+                    ("g:size", size),
+                ]
+                parts.append("<item>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields) + "</item>")
         parts.append("</channel></rss>")
         return "".join(parts).encode()
 
@@ -601,6 +636,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(
                 200, store.document(path, lambda: catalog.merchant_rss(base)), "application/rss+xml"
             )
+        if path == "/feed-variants.xml":
+            body = store.document(path, lambda: catalog.merchant_variants_rss(base))
+            return self._send(200, body, "application/rss+xml")
         if path == "/feed.tsv":
             body = store.document(path, lambda: catalog.merchant_tsv(base))
             return self._send(200, body, "text/tab-separated-values; charset=utf-8")

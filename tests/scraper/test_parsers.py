@@ -596,8 +596,9 @@ def test_pages_without_product_data_are_row_errors() -> None:
 def test_merchant_rss() -> None:
     records = list(parse_merchant_feed(fixture("merchant_rss.xml")))
     found = products(records)
-    sweater = found["NW-1001"]
-    assert sweater.title == "Merino Crew Sweater - Navy"  # g:title wins over the RSS title
+    sweater = found["NW-1000"]  # its item_group_id: one product per group, the item is its variant
+    assert sweater.title == "Merino Crew Sweater"  # g:title wins over the RSS title; " - Navy" is the variant's
+    assert sweater.url == "https://northwind.example/p/merino-crew"
     assert (sweater.price, sweater.currency) == (Decimal("69.00"), "USD")  # the sale price
     assert sweater.attributes["regular_price"] == "89.00"
     assert sweater.image_urls == [
@@ -607,7 +608,17 @@ def test_merchant_rss() -> None:
     ]
     assert sweater.category_path == ["Apparel & Accessories", "Clothing", "Sweaters"]
     assert sweater.description == "Fine-gauge merino.\nMade in Portugal."
-    assert (sweater.attributes["color"], sweater.attributes["item_group_id"]) == ("Navy", "NW-1000")
+    assert [variant.as_json() for variant in sweater.variants] == [
+        {
+            "external_id": "NW-1001",
+            "colour": "Navy",
+            "size": "M",
+            "price": "69.00",
+            "in_stock": True,
+            "image_url": "https://cdn.northwind.example/nw-1001-a.jpg",
+        }
+    ]
+    assert sweater.attributes["colours"] == ["Navy"] and "color" not in sweater.attributes
     assert "shipping" not in sweater.attributes and "country" not in sweater.attributes
     sneaker = found["NW-1002"]
     assert (sneaker.price, sneaker.currency, sneaker.in_stock) == (Decimal("45.00"), "EUR", True)  # preorder
@@ -643,7 +654,7 @@ def test_truncated_merchant_feed_keeps_the_items_before_the_damage() -> None:
     with pytest.raises(FeedError, match=r"truncated or malformed at line \d+.*3 items were read"):
         for record in parse_merchant_feed(fixture("merchant_truncated.xml")):
             records.append(record)
-    assert sorted(products(records)) == ["NW-1001", "NW-1002"]
+    assert sorted(products(records)) == ["NW-1000", "NW-1002"]  # NW-1001 is a variant of NW-1000
 
 
 def test_merchant_feed_entity_bomb_refused_and_gzip_read() -> None:
