@@ -36,6 +36,7 @@ def status_payload(job: ImportJob) -> dict[str, Any]:
         "status_display": job.get_status_display(),
         "finished": job.is_finished,
         "message": job.message,
+        "warnings": job.warnings,
         "kind": job.get_kind_display(),
         **{name: getattr(job, name) for name in COUNTER_LABELS},
     }
@@ -152,7 +153,7 @@ class ImportJobAdmin(admin.ModelAdmin):
                         source_url=data["source_url"] or "",
                         source_file=data["source_file"],
                         full_sync=data["full_sync"],
-                        options={"collection": data["collection"]} if data["collection"] else {},
+                        options=form.import_options(),
                         started_by=request.user,
                     )
                 messages.success(request, f"Import #{job.pk} is queued; this page shows its progress.")

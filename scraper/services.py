@@ -57,6 +57,7 @@ from scraper.sources import (
     SitemapSource,
     Skipped,
     SourceItem,
+    Warned,
     shopify_page_number,
 )
 
@@ -287,6 +288,7 @@ def _claim(job_id: int) -> ImportJob | None:
         for name in COUNTERS:
             setattr(job, name, 0)
         job.status, job.message, job.source_complete = ImportJob.Status.RUNNING, "", False
+        job.warnings = []
         job.started_at = job.heartbeat_at = timezone.now()
         job.walk_finished_at = job.finished_at = None
         job.save()
@@ -367,6 +369,11 @@ def open_source(
     raise SourceUnusable(f"a {job.get_kind_display()} is imported from its URL, not from a file")
 
 
+def job_currency(job: ImportJob) -> str:
+    """The currency chosen for the import (``--currency``, the form's Currency field), or ""."""
+    return str((job.options or {}).get("currency") or "").strip().upper()
+
+
 def _save_kind(job: ImportJob, kind: str) -> None:
     if job.kind != kind:
         job.kind = kind
@@ -412,7 +419,7 @@ def _url_source(
     url = job.source_url
     data = prefetched.content if prefetched is not None else None
     if kind == Kind.SHOPIFY:
-        currency = str(getattr(job.store, "currency", "") or "")
+        currency = job_currency(job)  # else the store's own, read from the shop (or guessed later)
         collection = job.options.get("collection") or None
         return ShopifySource(client=client, url=url, currency=currency, collection=collection, limits=limits)
     if kind == Kind.SITEMAP:
@@ -431,7 +438,7 @@ def _retry_sources(
     if not urls:
         return
     if job.kind == Kind.SHOPIFY:
-        currency = str(getattr(job.store, "currency", "") or "")
+        currency = job_currency(job)
         collection = job.options.get("collection") or None
         # A page that could not be fetched stopped the walk: resume there. Products that failed on a
         # page that was read: read that page again.
@@ -515,6 +522,26 @@ class _ImportRun:
         self.products_hidden = False  # something unread may list products: no out-of-stock marking
         self.nothing_done = True
         self.batch_size = int(app_setting("BATCH_SIZE"))
+        self.warnings: dict[str, None] = dict.fromkeys(job.warnings or [])
+        self.warnings_changed = False
+        self.currency = job_currency(job)
+        self.guessed_currency = 0  # priced records whose currency the source did not give
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings[text] = None
+            self.warnings_changed = True
+
+    def fill_currency(self, record: ScrapedProduct) -> None:
+        """The source's currency wins; then the one chosen for the import; then the store's, counted as
+        a guess (the job says so: a US store's $1,075 must not pass silently as EUR 1,075)."""
+        if record.currency:
+            return
+        if self.currency:
+            record.currency = self.currency
+        elif record.price is not None and self.writer.default_currency:
+            record.currency = self.writer.default_currency.upper()
+            self.guessed_currency += 1
 
     def consume(self, items: Iterable[SourceItem]) -> None:
         try:
@@ -522,6 +549,7 @@ class _ImportRun:
                 if item is PAGE_END:
                     self.flush()
                 elif isinstance(item, ScrapedProduct):
+                    self.fill_currency(item)
                     self.batch.append(item)
                     self.delta["seen"] += 1
                     self.seen_ids.add(item.external_id)
@@ -531,6 +559,8 @@ class _ImportRun:
                     self.add_failure(item)
                 elif isinstance(item, Skipped):
                     self.delta["skipped"] += 1
+                elif isinstance(item, Warned):
+                    self.warn(item.text)
         finally:
             # Records read before a broken feed or a cancellation are valid: write them.
             with contextlib.suppress(ImportCancelled):
@@ -746,8 +776,13 @@ class _ImportRun:
 
     def _save_progress(self) -> None:
         delta, self.delta = self.delta, Counter()
+        extra: dict[str, Any] = {}
+        if self.warnings_changed:
+            extra["warnings"], self.warnings_changed = list(self.warnings), False
         ImportJob.objects.filter(pk=self.job.pk).update(
-            **{name: F(name) + count for name, count in delta.items() if count}, heartbeat_at=timezone.now()
+            **{name: F(name) + count for name, count in delta.items() if count},
+            **extra,
+            heartbeat_at=timezone.now(),
         )
         self.job.refresh_from_db(fields=[*COUNTERS, "cancel_requested", "status"])
         cancelled = self.job.cancel_requested
@@ -813,6 +848,14 @@ class _ImportRun:
         ImportJob.objects.filter(pk=self.job.pk).update(status=ImportJob.Status.QUEUED, message=message)
 
     def _finish_walk(self, *, source_complete: bool) -> None:
+        if self.guessed_currency:
+            currency = self.writer.default_currency.upper()
+            self.warn(
+                f"{self.guessed_currency:,} price(s) came without a currency; the store's currency "
+                f"({currency}) was assumed. If that is wrong, import again with the right currency "
+                "(the Currency field of the import form, or import_catalog --currency CODE)."
+            )
+            self.guessed_currency = 0
         with contextlib.suppress(ImportCancelled):
             self._save_progress()
         ImportJob.objects.filter(pk=self.job.pk).update(

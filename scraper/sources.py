@@ -15,6 +15,7 @@ the source is incomplete. The network is reached only through ``GuardedClient``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import deque
@@ -28,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from scraper.http import FetchError, FetchResult, GuardedClient
 from scraper.parsers import (
     FeedError,
+    FeedWarning,
     NotAProduct,
     RowError,
     ScrapedProduct,
@@ -84,6 +86,13 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True)
+class Warned:
+    """Something guessed or repaired about the source as a whole: shown on the job, nothing failed."""
+
+    text: str
+
+
 class _PageEnd:
     def __repr__(self) -> str:
         return "PAGE_END"
@@ -91,7 +100,7 @@ class _PageEnd:
 
 PAGE_END = _PageEnd()
 
-SourceItem = ScrapedProduct | Failure | Skipped | _PageEnd
+SourceItem = ScrapedProduct | Failure | Skipped | Warned | _PageEnd
 
 
 class CatalogSource(Protocol):
@@ -120,6 +129,8 @@ def _records(items: Iterable[ScrapedProduct | RowError], *, retry_url: str = "")
     for item in items:
         if isinstance(item, NotAProduct):
             yield Skipped(source_ref=item.source_ref, reason=item.reason)
+        elif isinstance(item, FeedWarning):
+            yield Warned(item.reason)
         elif isinstance(item, RowError):
             yield Failure.from_row_error(item, retry_url=retry_url)
         else:
@@ -261,6 +272,8 @@ class ShopifySource:
         self.single_page = single_page  # "retry failed rows" of products that failed on one page
 
     def iter_records(self) -> Iterator[SourceItem]:
+        if not self.currency:
+            self.currency = shopify_store_currency(self.client, self.origin)
         page_size = self.limits.shopify_page_size
         urls = shopify_page_urls(
             self.origin, self.collection, page_size=page_size, first_page=self.first_page
@@ -291,6 +304,25 @@ class ShopifySource:
             yield PAGE_END
             if self.single_page or not has_more:
                 return
+
+
+_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+
+
+def shopify_store_currency(client: GuardedClient, origin: str) -> str:
+    """The currency a Shopify store publishes (``/meta.json``, else ``/cart.js``); "" when neither says.
+
+    ``products.json`` has prices without a currency: this is where the store tells it.
+    """
+    for path in ("/meta.json", "/cart.js"):
+        try:
+            document = json.loads(client.get(origin + path, kind="page").content)
+        except (FetchError, ValueError, UnicodeDecodeError):
+            continue
+        currency = str(document.get("currency") or "").strip().upper() if isinstance(document, dict) else ""
+        if _CURRENCY_CODE.match(currency):
+            return currency
+    return ""
 
 
 def shopify_page_number(url: str) -> int:

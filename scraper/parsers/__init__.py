@@ -32,13 +32,14 @@ from .image_folder import (
     sniff_image_type,
 )
 from .merchant import parse_merchant_feed
-from .records import FeedError, LocalImage, ParsedRecord, RowError, ScrapedProduct
+from .records import FeedError, FeedWarning, LocalImage, ParsedRecord, RowError, ScrapedProduct
 from .shopify import parse_shopify_products, shopify_page_urls
 from .sitemap import NotAProduct, SitemapResult, parse_product_page, parse_sitemap
 
 __all__ = [
     "FeedError",
     "FeedFormat",
+    "FeedWarning",
     "ImageInfo",
     "ImageRejected",
     "ImageTooLarge",

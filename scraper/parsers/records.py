@@ -126,6 +126,12 @@ class RowError:
     payload: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class FeedWarning(RowError):
+    """Not an error: something the parser repaired or guessed about the feed as a whole (HTML entities
+    in XML, a guessed text encoding). The import goes on and shows it on the job as a warning."""
+
+
 PAYLOAD_MAX_CHARS = 500
 
 

@@ -141,7 +141,7 @@ def shared_title(titles: list[str], variants: list[Variant]) -> str:
         common.append(column[0])
     title = " ".join(common).rstrip(_TITLE_SEPARATORS).strip()
     # "Tee - Black / S" and "Tee - Black / M" share "Tee - Black": the colour is still a variant's.
-    return _strip_variant_suffix(title, variants[0]) if title else _strip_variant_suffix(titles[0], variants[0])
+    return _strip_variant_suffix(title or titles[0], variants[0])
 
 
 def _strip_variant_suffix(title: str, variant: Variant) -> str:

@@ -16,6 +16,7 @@ URLs, relative to ``store.base_url``:
 ``/products.json?page=N&limit=L``   Shopify products (``limit`` default 30, at most 250); past the end
                                     ``{"products": []}``
 ``/collections/<type>/products.json``  the same for one product type slug (``shirts``, ``jeans``, ...)
+``/meta.json``                      the shop's name and ``currency`` (``store.shop_currency``; None → 404)
 ``/sitemap.xml``                    sitemap index → ``/sitemap-products.xml.gz``, ``/sitemap-pages.xml``
 ``/sitemap-products.xml.gz``        gzipped ``urlset`` of every ``/p/<handle>``, with ``image:image``
 ``/sitemap-pages.xml``              ``urlset`` with ``/about`` (not a product page)
@@ -496,6 +497,7 @@ class FixtureStore:
             200  # set to 404 or 503 to test how a client reads a missing or failing robots.txt
         )
         self._fail_next: dict[str, list[int]] = {}
+        self.shop_currency: str | None = "USD"  # what /meta.json says, as a Shopify store; None: 404
 
     def fail_next(self, path_and_query: str, *, status: int = 500, times: int = 1) -> None:
         """The next ``times`` requests for exactly ``path_and_query`` answer ``status``."""
@@ -613,6 +615,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
             body = catalog.products_page(indices, page=page, limit=max(limit, 1), base_url=base)
             return self._send(200, body, "application/json; charset=utf-8")
+        if path == "/meta.json":
+            if store.shop_currency is None:
+                return self._send(404, b"not found", "text/plain")
+            body = json.dumps({"name": "Fixture Store", "currency": store.shop_currency}).encode()
+            return self._send(200, body, "application/json")
         if path == "/sitemap.xml":
             return self._send(200, catalog.sitemap_index(base), "application/xml")
         if path == "/sitemap-products.xml.gz":

@@ -3,12 +3,17 @@ grouped by item_group_id, currency, structured data, broken feeds, Shopify expor
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from scraper.models import ImportJob
+from scraper.services import run_import
 from shop.models import Product, Store
 from tests.scraper.fixture_store import FixtureStore, run_fixture_store
 from tests.scraper.test_import_sources import expected_images, image_requests, import_url
@@ -59,11 +64,14 @@ def test_a_feed_of_one_item_per_variant_imports_one_product_per_group(
     assert product.attributes["price_max"] == max(source.prices, key=Decimal)
     # The colour label can be queried per product.
     navy = {str(p.id) for p in catalog.products() if p.colour == "navy"}
-    assert set(
-        Product.objects.filter(store=shop, attributes__colours__contains=["Navy"]).values_list(
-            "external_id", flat=True
+    assert (
+        set(
+            Product.objects.filter(store=shop, attributes__colours__contains=["Navy"]).values_list(
+                "external_id", flat=True
+            )
         )
-    ) == navy
+        == navy
+    )
 
 
 def test_shopify_variants_keep_their_colour_and_size(fixture_store: FixtureStore, shop: Store) -> None:
@@ -76,3 +84,75 @@ def test_shopify_variants_keep_their_colour_and_size(fixture_store: FixtureStore
     assert [(v["size"], v["price"], v["in_stock"]) for v in product.attributes["variants"]] == list(
         zip(("S", "M", "L"), source.prices, source.available, strict=False)
     )
+
+
+# --- Currency ------------------------------------------------------------------------------------------
+
+
+def test_shopify_prices_take_the_currency_the_shop_publishes(fixture_store: FixtureStore, db) -> None:
+    euro_store = Store.objects.create(name="Set up in EUR", currency="EUR")
+    fixture_store.shop_currency = "CAD"
+
+    job = import_url(euro_store, fixture_store.base_url)
+
+    assert job.status == ImportJob.Status.SUCCEEDED, job.message
+    assert set(Product.objects.filter(store=euro_store).values_list("currency", flat=True)) == {"CAD"}
+    assert job.warnings == []
+
+
+def test_a_guessed_currency_is_a_job_warning(fixture_store: FixtureStore, db) -> None:
+    euro_store = Store.objects.create(name="Set up in EUR", currency="EUR")
+    fixture_store.shop_currency = None  # the shop does not say
+
+    job = import_url(euro_store, fixture_store.base_url)
+
+    assert job.status == ImportJob.Status.SUCCEEDED, job.message
+    assert set(Product.objects.filter(store=euro_store).values_list("currency", flat=True)) == {"EUR"}
+    assert len(job.warnings) == 1
+    assert f"{PRODUCT_COUNT} price(s) came without a currency" in job.warnings[0]
+    assert "(EUR) was assumed" in job.warnings[0] and "--currency" in job.warnings[0]
+
+
+def test_the_command_sets_the_currency_of_the_import_and_of_a_store_it_creates(
+    fixture_store: FixtureStore, db
+) -> None:
+    fixture_store.shop_currency = None
+    out = io.StringIO()
+
+    call_command(
+        "import_catalog", fixture_store.base_url, "--store", "Maple", "--currency", "cad", "--sync",
+        "--no-progress", stdout=out,
+    )  # fmt: skip
+
+    store = Store.objects.get(name="Maple")
+    assert store.currency == "CAD"
+    assert set(Product.objects.filter(store=store).values_list("currency", flat=True)) == {"CAD"}
+    job = ImportJob.objects.get(store=store)
+    assert job.options["currency"] == "CAD" and job.warnings == []
+    with pytest.raises(CommandError, match="not a currency code"):
+        call_command("import_catalog", fixture_store.base_url, "--store", "Maple", "--currency", "dollars")
+
+
+def test_the_admin_form_takes_a_currency(admin_client, db, django_capture_on_commit_callbacks) -> None:
+    store = Store.objects.create(name="Admin store", currency="EUR")
+    upload = SimpleUploadedFile("products.csv", b"id,title,price\nA,Shirt,1075.00\n", content_type="text/csv")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post(
+            "/admin/scraper/importjob/add/",
+            {"store": store.pk, "kind": "auto", "currency": "usd", "source_file": upload},
+        )
+
+    assert response.status_code == 302
+    job = ImportJob.objects.latest("pk")
+    assert job.options == {"currency": "USD"}
+    job = run_import(job, images="inline")
+    product = Product.objects.get(store=store)
+    assert (product.price, product.currency) == (Decimal("1075.00"), "USD")
+    assert job.warnings == []
+    form_page = admin_client.get("/admin/scraper/importjob/add/").content.decode()
+    assert 'name="currency"' in form_page
+    bad = admin_client.post(
+        "/admin/scraper/importjob/add/", {"store": store.pk, "kind": "auto", "currency": "$$"}
+    )
+    assert "is not a currency code" in bad.content.decode()

@@ -597,7 +597,9 @@ def test_merchant_rss() -> None:
     records = list(parse_merchant_feed(fixture("merchant_rss.xml")))
     found = products(records)
     sweater = found["NW-1000"]  # its item_group_id: one product per group, the item is its variant
-    assert sweater.title == "Merino Crew Sweater"  # g:title wins over the RSS title; " - Navy" is the variant's
+    assert (
+        sweater.title == "Merino Crew Sweater"
+    )  # g:title wins over the RSS title; " - Navy" is the variant's
     assert sweater.url == "https://northwind.example/p/merino-crew"
     assert (sweater.price, sweater.currency) == (Decimal("69.00"), "USD")  # the sale price
     assert sweater.attributes["regular_price"] == "89.00"

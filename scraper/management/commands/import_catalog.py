@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from scraper.catalog import store_model
 from scraper.conf import build_client
+from scraper.forms import clean_currency_code
 from scraper.http import FetchError
 from scraper.models import ImportJob
 from scraper.services import run_import, start_import
@@ -51,6 +52,12 @@ class Command(BaseCommand):
             help="import here and now, images included, with a progress bar (default: queue it for a worker)",
         )
         parser.add_argument("--collection", default="", help="Shopify: import one collection (its handle)")
+        parser.add_argument(
+            "--currency",
+            default="",
+            help="ISO code of prices the source gives without one (Shopify, CSV exports); also the "
+            "currency of a store created by this command",
+        )
         parser.add_argument("--user", default="", help="username recorded as the one who started it")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -65,7 +72,8 @@ class Command(BaseCommand):
                     raise CommandError(f"{source}: {error.reason}") from None
         elif not Path(source).exists():
             raise CommandError(f"{source} does not exist (give a URL or a path to a file or folder)")
-        store = self._store(options["store"], base_url=source if is_url else "")
+        currency = clean_currency_code(options["currency"], error=CommandError)
+        store = self._store(options["store"], base_url=source if is_url else "", currency=currency)
         user = None
         if options["user"]:
             user = get_user_model()._default_manager.filter(username=options["user"]).first()
@@ -77,7 +85,11 @@ class Command(BaseCommand):
             source_url=source if is_url else "",
             source_path="" if is_url else str(Path(source).resolve()),
             full_sync=options["full_sync"],
-            options={"collection": options["collection"]} if options["collection"] else {},
+            options={
+                name: value
+                for name, value in (("collection", options["collection"]), ("currency", currency))
+                if value
+            },
             started_by=user,
             queue=not options["sync"],
         )
@@ -92,7 +104,7 @@ class Command(BaseCommand):
         if job.status == ImportJob.Status.FAILED:
             raise CommandError(f"Import #{job.pk} failed: {job.message or 'see the errors above'}")
 
-    def _store(self, value: str, *, base_url: str) -> Any:
+    def _store(self, value: str, *, base_url: str, currency: str = "") -> Any:
         model = store_model()
         if value.isdigit():
             found = model._default_manager.filter(pk=int(value)).first()
@@ -108,6 +120,8 @@ class Command(BaseCommand):
         values: dict[str, Any] = {"name": value}
         if base_url and any(field.name == "base_url" for field in model._meta.get_fields()):
             values["base_url"] = base_url.split("?", 1)[0]
+        if currency and any(field.name == "currency" for field in model._meta.get_fields()):
+            values["currency"] = currency
         self.stdout.write(f"Creating the store {value!r}.")
         return model._default_manager.create(**values)
 
@@ -149,6 +163,8 @@ class Command(BaseCommand):
         )
         if job.message:
             self.stdout.write(self.style.WARNING(job.message))
+        for warning in job.warnings:
+            self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
         reasons = Counter(job.errors.filter(retried=False).values_list("reason", flat=True))
         for reason, count in reasons.most_common(10):
             self.stdout.write(f"  {count:>6,} × {reason}")
