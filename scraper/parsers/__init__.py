@@ -32,9 +32,10 @@ from .image_folder import (
     sniff_image_type,
 )
 from .merchant import parse_merchant_feed
+from .product_page import NotAProduct, parse_product_page
 from .records import FeedError, FeedWarning, LocalImage, ParsedRecord, RowError, ScrapedProduct
 from .shopify import parse_shopify_products, shopify_page_urls
-from .sitemap import NotAProduct, SitemapResult, parse_product_page, parse_sitemap
+from .sitemap import SitemapResult, parse_sitemap
 
 __all__ = [
     "FeedError",
