@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -16,9 +17,10 @@ from scraper.models import ImportJob
 from scraper.services import run_import
 from shop.models import Product, Store
 from tests.scraper.fixture_store import FixtureStore, run_fixture_store
-from tests.scraper.test_import_sources import expected_images, image_requests, import_url
+from tests.scraper.test_import_sources import expected_images, image_requests, import_file, import_url
 
 PRODUCT_COUNT = 12
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture
@@ -156,3 +158,24 @@ def test_the_admin_form_takes_a_currency(admin_client, db, django_capture_on_com
         "/admin/scraper/importjob/add/", {"store": store.pk, "kind": "auto", "currency": "$$"}
     )
     assert "is not a currency code" in bad.content.decode()
+
+
+# --- Broken feeds --------------------------------------------------------------------------------------
+
+
+def test_a_feed_with_html_entities_imports_with_a_warning_and_duplicates_are_row_errors(
+    fixture_store: FixtureStore, shop: Store
+) -> None:
+    feed = (FIXTURES / "merchant_prestashop_atom.xml").read_bytes()
+    feed = feed.replace(b"https://lumiere.example/", f"{fixture_store.base_url}/img/".encode())
+
+    job = import_file(shop, "feed.xml", feed)
+
+    assert job.status == ImportJob.Status.PARTIAL  # the duplicate
+    assert (job.created, job.failed) == (2, 1)
+    assert Product.objects.get(store=shop, external_id="101").title == "Chemise en lin forêt"
+    assert Product.objects.get(store=shop, external_id="102").title == "Hamilton"  # not overwritten
+    error = job.errors.get()
+    assert error.source_ref == "item 3 (id 102)" and "duplicate id '102'" in error.reason
+    assert len(job.warnings) == 1 and "&ecirc;" in job.warnings[0]
+    assert Product.objects.get(store=shop, external_id="101").images.filter(status="stored").count() == 2

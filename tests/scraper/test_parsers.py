@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import zipfile
+import zlib
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from PIL import Image
 
 from scraper.parsers import (
     FeedError,
+    FeedWarning,
     ImageRejected,
     ImageTooLarge,
     NotAProduct,
@@ -693,3 +695,52 @@ def test_detect_feed_format(name: str, expected: str) -> None:
 def test_detect_feed_format_zip_and_unknown() -> None:
     assert detect_feed_format(build_zip([("a.jpg", jpeg_bytes())])) == "image_zip"
     assert detect_feed_format(jpeg_bytes()) is None
+
+
+def test_merchant_atom_with_html_entities_is_repaired_and_read_whole() -> None:
+    records = list(parse_merchant_feed(fixture("merchant_prestashop_atom.xml")))
+
+    found = products(records)
+    shirt = found["101"]
+    assert (shirt.title, shirt.brand) == ("Chemise en lin forêt", "Lumière")
+    assert shirt.description == "Lin lavé, coupe droite – taille normale."
+    assert shirt.url == "https://lumiere.example/chemises/101-chemise-lin-foret.html"  # the link's text
+    assert shirt.image_urls == [  # every repeated g:image_link
+        "https://lumiere.example/101-large_default/chemise-lin-foret.jpg",
+        "https://lumiere.example/102-large_default/chemise-lin-foret.jpg",
+    ]
+    assert found["102"].title == "Hamilton"  # the second "102" does not replace the first
+    duplicate = next(r for r in records if isinstance(r, RowError) and not isinstance(r, FeedWarning))
+    assert duplicate.source_ref == "item 3 (id 102)" and "duplicate id '102'" in duplicate.reason
+    assert "item 2 (id 102)" in duplicate.reason
+    warning = next(r for r in records if isinstance(r, FeedWarning))
+    assert "&ecirc; (1×)" in warning.reason and "&egrave; (2×)" in warning.reason
+    assert "numeric references" in warning.reason
+
+
+def test_an_unknown_entity_names_itself_and_the_fix() -> None:
+    feed = fixture("merchant_atom.xml").replace(b"Set of four bowls.", b"Set of &fourbowls; bowls.")
+    with pytest.raises(FeedError, match=r"fourbowls.*numeric references"):
+        list(parse_merchant_feed(feed))
+
+
+def test_a_gzip_feed_is_parsed_as_a_stream_with_a_cap_on_its_expanded_size() -> None:
+    # One comment of 64 MB (the feed had 450 MB): expat rescanned the unfinished comment on every
+    # read, quadratic time (minutes here, hours there); libxml2 reads on and refuses it past 10 MB.
+    items = b"<item><g:id>A</g:id><g:title>Kept</g:title></item>"
+    feed = b'<rss xmlns:g="http://base.google.com/ns/1.0"><channel>' + items + b"<!--"
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    gzipped = compressor.compress(feed)
+    block = b"x" * (1 << 20)
+    for _ in range(64):
+        gzipped += compressor.compress(block)
+    gzipped += compressor.compress(b"--></channel></rss>") + compressor.flush()
+    assert len(gzipped) < 1_000_000
+
+    records: list = []
+    with pytest.raises(FeedError, match="Comment too big"):
+        records.extend(parse_merchant_feed(gzipped, max_decompressed_bytes=512 * 1024**2))
+    assert [r.external_id for r in records] == ["A"]  # what came before is kept
+
+    with pytest.raises(FeedError, match="expands to more than 1,000,000 bytes"):
+        list(parse_merchant_feed(gzipped, max_decompressed_bytes=1_000_000))
