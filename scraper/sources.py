@@ -31,6 +31,7 @@ from scraper.parsers import (
     FeedError,
     FeedWarning,
     NotAProduct,
+    NotLive,
     RowError,
     ScrapedProduct,
     parse_csv,
@@ -127,7 +128,7 @@ class Limits:
 
 def _records(items: Iterable[ScrapedProduct | RowError], *, retry_url: str = "") -> Iterator[SourceItem]:
     for item in items:
-        if isinstance(item, NotAProduct):
+        if isinstance(item, (NotAProduct, NotLive)):
             yield Skipped(source_ref=item.source_ref, reason=item.reason)
         elif isinstance(item, FeedWarning):
             yield Warned(item.reason)

@@ -35,6 +35,7 @@ from .merchant import parse_merchant_feed
 from .product_page import NotAProduct, parse_product_page
 from .records import FeedError, FeedWarning, LocalImage, ParsedRecord, RowError, ScrapedProduct
 from .shopify import parse_shopify_products, shopify_page_urls
+from .shopify_export import NotLive
 from .sitemap import SitemapResult, parse_sitemap
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "ImageTooLarge",
     "LocalImage",
     "NotAProduct",
+    "NotLive",
     "ParsedRecord",
     "RowError",
     "ScrapedProduct",

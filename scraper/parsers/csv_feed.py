@@ -53,6 +53,7 @@ from .records import (
     split_category_path,
     unique,
 )
+from .shopify_export import finish_shopify_product, is_shopify_export
 from .variants import group_variants
 
 # For each field, the accepted column names in order of preference: with both "id" and "sku"
@@ -262,6 +263,8 @@ def _iter_products(
         )
     first_row_of: dict[str, int] = {}
     pending: ScrapedProduct | None = None
+    pending_rows: list[ScrapedProduct] = []
+    shopify = is_shopify_export(columns.extra)
     row_number = first_row_number
     while True:
         try:
@@ -286,6 +289,7 @@ def _iter_products(
             yield RowError(source_ref=source_ref, reason=str(error), external_id=external_id, payload=payload)
             continue
         if pending is not None and product.external_id == pending.external_id:
+            pending_rows.append(product)
             _merge_into(pending, product)
             continue
         if product.external_id in first_row_of:
@@ -306,11 +310,12 @@ def _iter_products(
             )
             continue
         if pending is not None:
-            yield pending
+            yield finish_shopify_product(pending, pending_rows, base_url=base_url) if shopify else pending
         first_row_of[product.external_id] = row_number
         pending = product
+        pending_rows = [_copy_row(product)]
     if pending is not None:
-        yield pending
+        yield finish_shopify_product(pending, pending_rows, base_url=base_url) if shopify else pending
 
 
 def product_from_mapping(values: Mapping[str, str], *, source_ref: str, base_url: str = "") -> ScrapedProduct:
@@ -380,6 +385,17 @@ def _product_from_cells(
         attributes["availability"] = availability
 
     category = clean_text(cell("category"))
+    if not category:  # Shopify exports: "Type" when set, else "Product Category"
+        category = next(
+            (
+                clean_text(cells[index])
+                for alias in COLUMN_ALIASES["category"]
+                if (index := columns.extra.get(alias)) is not None
+                and index < len(cells)
+                and clean_text(cells[index])
+            ),
+            "",
+        )
     category_path: list[str] = []
     if category.isdigit():
         attributes["google_product_category_id"] = category
@@ -439,6 +455,20 @@ def _parse_price_cell(value: str, column: str) -> tuple[Decimal | None, str]:
         return parse_price(value)
     except ValueError as error:
         raise ValueError(f"{column}: {error}") from None
+
+
+def _copy_row(row: ScrapedProduct) -> ScrapedProduct:
+    """The first row as read, before later rows are merged into it (Shopify variants need each row)."""
+    return ScrapedProduct(
+        external_id=row.external_id,
+        title=row.title,
+        price=row.price,
+        currency=row.currency,
+        in_stock=row.in_stock,
+        image_urls=list(row.image_urls),
+        attributes=dict(row.attributes),
+        source_ref=row.source_ref,
+    )
 
 
 def _merge_into(product: ScrapedProduct, row: ScrapedProduct) -> None:

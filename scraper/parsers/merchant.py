@@ -106,8 +106,7 @@ def _iter_xml_items(stream: BinaryIO, *, base_url: str) -> Iterator[ParsedRecord
         line, column = error.position
         raise FeedError(
             f"the feed is truncated or malformed at line {line}, column {column} ({error.msg}); "
-            f"{items_read} items were read before it"
-            + (_entity_hint() if "Entity" in error.msg else "")
+            f"{items_read} items were read before it" + (_entity_hint() if "Entity" in error.msg else "")
         ) from None
     if repair.repaired:
         yield FeedWarning(source_ref="feed", reason=repair.warning())

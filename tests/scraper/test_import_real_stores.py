@@ -179,3 +179,24 @@ def test_a_feed_with_html_entities_imports_with_a_warning_and_duplicates_are_row
     assert error.source_ref == "item 3 (id 102)" and "duplicate id '102'" in error.reason
     assert len(job.warnings) == 1 and "&ecirc;" in job.warnings[0]
     assert Product.objects.get(store=shop, external_id="101").images.filter(status="stored").count() == 2
+
+
+# --- Shopify admin CSV export --------------------------------------------------------------------------
+
+
+def test_a_shopify_export_imports_live_products_with_their_url_and_variants(
+    fixture_store: FixtureStore, db
+) -> None:
+    store = Store.objects.create(name="Harbour", currency="USD", base_url="https://harbour.example/")
+    export = (FIXTURES / "shopify_export_full.csv").read_bytes()
+    export = export.replace(b"https://cdn.shopify.example/files/", f"{fixture_store.base_url}/img/".encode())
+
+    job = import_file(store, "products_export_1.csv", export)
+
+    assert job.status == ImportJob.Status.SUCCEEDED, list(job.errors.values_list("reason", flat=True))
+    assert (job.created, job.skipped, job.failed) == (1, 3, 0)  # draft, archived, unpublished
+    product = Product.objects.get(store=store)
+    assert product.url == "https://harbour.example/products/linen-camp-shirt"
+    assert product.category.name == "Shirts & Tops"
+    assert product.attributes["colours"] == ["Sand", "Olive"]
+    assert product.images.filter(status="stored").count() == 3

@@ -19,6 +19,7 @@ from scraper.parsers import (
     ImageRejected,
     ImageTooLarge,
     NotAProduct,
+    NotLive,
     RowError,
     ScrapedProduct,
     detect_feed_format,
@@ -744,3 +745,31 @@ def test_a_gzip_feed_is_parsed_as_a_stream_with_a_cap_on_its_expanded_size() -> 
 
     with pytest.raises(FeedError, match="expands to more than 1,000,000 bytes"):
         list(parse_merchant_feed(gzipped, max_decompressed_bytes=1_000_000))
+
+
+def test_shopify_admin_export_variants_url_status_and_category() -> None:
+    records = list(parse_csv(fixture("shopify_export_full.csv"), base_url="https://harbour.example/"))
+
+    found = products(records)
+    assert sorted(found) == ["linen-camp-shirt"]
+    shirt = found["linen-camp-shirt"]
+    assert shirt.url == "https://harbour.example/products/linen-camp-shirt"
+    assert shirt.category_path == ["Apparel & Accessories", "Clothing", "Shirts & Tops"]  # Type is empty
+    assert shirt.description == "Breathable linen.\nRelaxed fit.\nMade in Portugal."
+    assert (shirt.price, shirt.in_stock) == (Decimal("68.00"), True)
+    assert [(v.external_id, v.colour, v.size, str(v.price), v.in_stock) for v in shirt.variants] == [
+        ("LCS-SAND-S", "Sand", "S", "68.00", True),
+        ("LCS-SAND-M", "Sand", "M", "68.00", False),
+        ("LCS-OLIVE-S", "Olive", "S", "72.00", True),
+        ("LCS-OLIVE-M", "Olive", "M", "72.00", False),
+    ]
+    assert shirt.variants[2].image_url == "https://cdn.shopify.example/files/lcs-olive-1.jpg"
+    assert shirt.attributes["colours"] == ["Sand", "Olive"] and shirt.attributes["price_max"] == "72.00"
+    assert len(shirt.image_urls) == 3
+    assert not any(key.startswith(("option1_", "variant_")) for key in shirt.attributes)
+    skipped = {r.external_id: r.reason for r in records if isinstance(r, NotLive)}
+    assert skipped == {
+        "winter-parka-draft": "not live in the shop (draft); not imported",
+        "old-tote": "not live in the shop (archived); not imported",
+        "hidden-cap": "not live in the shop (not published); not imported",
+    }
