@@ -400,7 +400,7 @@ def _resolve_url_kind(job: ImportJob, client: GuardedClient) -> tuple[str, Fetch
     if detected in ("csv", "merchant"):
         return _FORMAT_KINDS[detected], result
     if detected == "product_page":
-        return _shopify_or_sitemap(client, f"{parts.scheme}://{parts.netloc}"), None
+        return Kind.SITEMAP, None  # a product page: the sitemap source imports that page alone
     raise SourceUnusable("the URL serves neither a feed, a sitemap, a Shopify store nor a web page")
 
 

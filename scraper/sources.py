@@ -34,6 +34,7 @@ from scraper.parsers import (
     NotLive,
     RowError,
     ScrapedProduct,
+    detect_feed_format,
     parse_csv,
     parse_image_folder,
     parse_image_zip,
@@ -388,7 +389,15 @@ class SitemapSource:
             read_sitemaps.add(url)
             try:
                 result = self.client.get(url, kind="feed")
-                sitemap = parse_sitemap(result.content, max_decompressed_bytes=self.limits.max_feed_bytes)
+                if url == self.start_url and detect_feed_format(result.content) == "product_page":
+                    # A product page given as the source: that page is the import.
+                    yield from _records([parse_product_page(result.content, result.final_url)], retry_url=url)
+                    continue
+                sitemap = parse_sitemap(
+                    result.content,
+                    base_url=result.final_url,
+                    max_decompressed_bytes=self.limits.max_feed_bytes,
+                )
             except FetchError as error:
                 if url == self.start_url:
                     raise  # the store's sitemap does not answer: the import fails (or its task retries later)

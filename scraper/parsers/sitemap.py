@@ -54,8 +54,13 @@ def local_name(tag: object) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
-def parse_sitemap(data: bytes, *, max_decompressed_bytes: int = DEFAULT_MAX_SITEMAP_BYTES) -> SitemapResult:
+def parse_sitemap(
+    data: bytes, *, base_url: str = "", max_decompressed_bytes: int = DEFAULT_MAX_SITEMAP_BYTES
+) -> SitemapResult:
     """Read a sitemap or sitemap index, gzipped or not (recognised by magic bytes, not by name).
+
+    ``base_url`` is the sitemap's own URL: relative ``<loc>`` values (All in One SEO writes them)
+    are resolved against it.
 
     Plain-text sitemaps (one URL per line) are read too. Raises ``FeedError`` for anything else.
     """
@@ -67,7 +72,7 @@ def parse_sitemap(data: bytes, *, max_decompressed_bytes: int = DEFAULT_MAX_SITE
     if not stripped.startswith(b"<"):
         for line in stripped.decode("utf-8", errors="replace").splitlines():
             if line.strip():
-                _add_location(result.urls, line, result)
+                _add_location(result.urls, line, result, base_url=base_url)
         return result
     root = parse_xml(stripped)
     kind = local_name(root.tag)
@@ -88,7 +93,7 @@ def parse_sitemap(data: bytes, *, max_decompressed_bytes: int = DEFAULT_MAX_SITE
             elif name == "image":
                 images += [(loc.text or "").strip() for loc in child if local_name(loc.tag) == "loc"]
         target = result.child_sitemaps if entry_kind == "sitemap" else result.urls
-        url = _add_location(target, location, result)
+        url = _add_location(target, location, result, base_url=base_url)
         if url and lastmod:
             result.lastmod[url] = lastmod
         if url and images:
@@ -96,9 +101,9 @@ def parse_sitemap(data: bytes, *, max_decompressed_bytes: int = DEFAULT_MAX_SITE
     return result
 
 
-def _add_location(target: list[str], location: str, result: SitemapResult) -> str:
+def _add_location(target: list[str], location: str, result: SitemapResult, *, base_url: str) -> str:
     try:
-        url = absolute_url(location)
+        url = absolute_url(location, base_url=base_url)
     except ValueError as error:
         result.errors.append(RowError(source_ref=location or "<loc>", reason=str(error)))
         return ""

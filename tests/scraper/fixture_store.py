@@ -20,6 +20,7 @@ URLs, relative to ``store.base_url``:
 ``/sitemap.xml``                    sitemap index → ``/sitemap-products.xml.gz``, ``/sitemap-pages.xml``
 ``/sitemap-products.xml.gz``        gzipped ``urlset`` of every ``/p/<handle>``, with ``image:image``
 ``/sitemap-pages.xml``              ``urlset`` with ``/about`` (not a product page)
+``/product-sitemap.xml``            the first 9 product pages as relative ``<loc>`` values (All in One SEO)
 ``/p/<handle>``                     product page (also at ``/products/<handle>``): JSON-LD in four
                                     shapes; every product with ``i % 5 == 1`` has OpenGraph only;
                                     product 2 has invalid JSON-LD and OpenGraph to fall back to
@@ -625,6 +626,15 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/sitemap-products.xml.gz":
             body = store.document(path, lambda: catalog.product_sitemap_gz(base))
             return self._send(200, body, "application/x-gzip")
+        if path == "/product-sitemap.xml":  # All in One SEO: relative <loc> values
+            locs = "".join(
+                f"<url><loc>/p/{p.handle}</loc></url>" for p in catalog.products(range(min(9, catalog.size)))
+            )
+            body = (
+                '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                f"{locs}</urlset>"
+            ).encode()
+            return self._send(200, body, "application/xml")
         if path == "/sitemap-pages.xml":
             body = (
                 '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'

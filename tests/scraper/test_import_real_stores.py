@@ -200,3 +200,31 @@ def test_a_shopify_export_imports_live_products_with_their_url_and_variants(
     assert product.category.name == "Shirts & Tops"
     assert product.attributes["colours"] == ["Sand", "Olive"]
     assert product.images.filter(status="stored").count() == 3
+
+
+# --- Sitemaps ------------------------------------------------------------------------------------------
+
+
+def test_relative_sitemap_locations_are_resolved_against_the_sitemap(
+    fixture_store: FixtureStore, shop: Store
+) -> None:
+    job = import_url(shop, fixture_store.url("/product-sitemap.xml"))
+
+    assert job.status == ImportJob.Status.SUCCEEDED, list(job.errors.values_list("reason", flat=True))
+    assert (job.kind, job.created) == ("sitemap", 9)
+    handle = fixture_store.catalog.product(3).handle
+    assert Product.objects.filter(store=shop, url=fixture_store.url(f"/p/{handle}")).exists()
+
+
+@pytest.mark.parametrize("kind", ["auto", "sitemap"])
+def test_a_product_page_given_as_the_source_imports_that_page(
+    fixture_store: FixtureStore, shop: Store, kind: str
+) -> None:
+    source = fixture_store.catalog.product(3)
+
+    job = import_url(shop, fixture_store.url(f"/p/{source.handle}"), kind=kind)
+
+    assert job.status == ImportJob.Status.SUCCEEDED, list(job.errors.values_list("reason", flat=True))
+    assert (job.kind, job.created, job.failed) == ("sitemap", 1, 0)
+    assert Product.objects.get(store=shop).title == source.title
+    assert fixture_store.request_count("/sitemap.xml") == 0  # the page alone, not the whole store
