@@ -39,6 +39,7 @@ URLs, relative to ``store.base_url``:
 ``/ratelimited?key=K``              429 with ``Retry-After: 1`` on the first request for each key
 ``/slow?delay_s=S``                 answers after S seconds (default 5)
                                     (these three answer with the image NAME when ``&image=NAME``)
+``/trickle?bytes=N&interval_s=S``   one byte every S seconds (``&headers=1``: of the headers too)
 ``/redirect?to=PATH``               302 to PATH on this server
 ``/redirect-loop``                  302 to itself
 ``/redirect-metadata``              302 to http://169.254.169.254/latest/meta-data/
@@ -674,6 +675,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/slow":
             time.sleep(float(query.get("delay_s", "5")))
             return self._answer_or_image(query, b"finally")
+        if path == "/trickle":
+            return self._trickle(query)
         if path == "/redirect":
             return self._redirect(base + query.get("to", "/"))
         if path == "/redirect-loop":
@@ -712,6 +715,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(block)
             return None
         return self._send(404, b"not found", "text/plain")
+
+    def _trickle(self, query: dict[str, str]) -> None:
+        """A byte every ``interval_s`` (default 0.2): of the body, or with ``headers=1`` of the headers."""
+        interval_s = float(query.get("interval_s", "0.2"))
+        size = _int(query.get("bytes"), 60)
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {size}\r\n\r\n".encode()
+        self.close_connection = True
+        if query.get("headers") == "1":
+            for byte in head:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(interval_s)
+            self.wfile.write(b"x" * size)
+            return
+        self.wfile.write(head)
+        for _ in range(size):
+            self.wfile.write(b"x")
+            self.wfile.flush()
+            time.sleep(interval_s)
 
     def _answer_or_image(self, query: dict[str, str], text: bytes) -> None:
         if query.get("image"):
