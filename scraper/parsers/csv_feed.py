@@ -37,7 +37,9 @@ from pathlib import Path
 
 from .image_folder import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, read_image_file
 from .records import (
+    ENCODING_NAMES,
     FeedError,
+    FeedWarning,
     LocalImage,
     ParsedRecord,
     RowError,
@@ -255,10 +257,10 @@ def _iter_products(
     local_files: LocalFiles | None,
     delimiter: str,
 ) -> Iterator[ParsedRecord]:
-    if encoding == "cp1252":
-        yield RowError(
+    if encoding in ENCODING_NAMES:
+        yield FeedWarning(
             source_ref="file",
-            reason="the file is not valid UTF-8 and was read as Windows-1252 (cp1252); if accented "
+            reason=f"the file is not valid UTF-8 and was read as {ENCODING_NAMES[encoding]}; if "
             "characters look wrong, save the file as UTF-8 and import it again",
         )
     first_row_of: dict[str, int] = {}

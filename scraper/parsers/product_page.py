@@ -38,6 +38,7 @@ from .records import (
     absolute_url,
     availability_detail,
     clean_text,
+    decode_text,
     html_to_text,
     parse_in_stock,
     parse_price,
@@ -138,10 +139,7 @@ def _decode_html(data: bytes) -> str:
             return data.decode(declared.group(1).decode("ascii"), errors="replace")
         except LookupError:
             pass
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+    return decode_text(data)[0]  # UTF-8, else Japanese when it reads as such, else Windows-1252
 
 
 _JSON_LD = JsonLdExtractor()

@@ -363,11 +363,13 @@ def unique(values: list[str]) -> list[str]:
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
-    """Decode a text feed: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252.
+    """Decode a text feed: UTF-8 (with or without BOM), UTF-16 with BOM, Japanese Shift_JIS (cp932) or
+    EUC-JP when the bytes read as Japanese text, else Windows-1252.
 
     Returns ``(text, encoding)``. Windows-1252 is what spreadsheet programs on Windows write when a
-    user saves "CSV" without choosing UTF-8; callers report when it was used, since the guess can be
-    wrong for other single-byte encodings.
+    user saves "CSV" without choosing UTF-8; callers report when it (or a detected encoding) was used,
+    since the guess can be wrong. Japanese shops' exports are Shift_JIS: read as Windows-1252 they
+    become mojibake that would overwrite good titles, so they are recognised first.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
@@ -376,8 +378,39 @@ def decode_text(data: bytes) -> tuple[str, str]:
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        # cp1252 leaves five byte values undefined; those become U+FFFD rather than failing the feed.
-        return data.decode("cp1252", errors="replace"), "cp1252"
+        pass
+    japanese = detect_japanese(data)
+    if japanese:
+        return data.decode(japanese, errors="replace"), japanese
+    # cp1252 leaves five byte values undefined; those become U+FFFD rather than failing the feed.
+    return data.decode("cp1252", errors="replace"), "cp1252"
+
+
+ENCODING_NAMES = {"cp932": "Shift_JIS (cp932)", "euc_jp": "EUC-JP", "cp1252": "Windows-1252 (cp1252)"}
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_JAPANESE_TEXT = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff01-\uff60\u3400-\u4dbf]")
+
+
+def detect_japanese(data: bytes, *, sample_bytes: int = 1 << 18) -> str:
+    """``"cp932"`` or ``"euc_jp"`` when ``data`` decodes strictly in it as Japanese text (kana present,
+    and nearly every non-ASCII character Japanese), else ``""``. Western text in Windows-1252 fails
+    this: its accented letters become half-width katakana, private-use or stray kanji, never mostly
+    full-width kana and kanji."""
+    sample = data[:sample_bytes]
+    if len(data) > sample_bytes:
+        sample = sample[: sample.rfind(b"\n") + 1] or sample
+    for encoding in ("cp932", "euc_jp"):
+        try:
+            text = sample.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        non_ascii = [character for character in text if ord(character) > 127]
+        if not non_ascii or not _KANA.search(text):
+            continue
+        japanese = sum(1 for character in non_ascii if _JAPANESE_TEXT.match(character))
+        if japanese >= 0.9 * len(non_ascii):
+            return encoding
+    return ""
 
 
 GZIP_MAGIC = b"\x1f\x8b"

@@ -228,3 +228,18 @@ def test_a_product_page_given_as_the_source_imports_that_page(
     assert (job.kind, job.created, job.failed) == ("sitemap", 1, 0)
     assert Product.objects.get(store=shop).title == source.title
     assert fixture_store.request_count("/sitemap.xml") == 0  # the page alone, not the whole store
+
+
+# --- Text encodings ------------------------------------------------------------------------------------
+
+
+def test_a_shift_jis_file_does_not_overwrite_good_titles_with_mojibake(shop: Store) -> None:
+    csv = "sku,name,price\nJ-1,抹茶碗 職人手作り,3200\n"
+    import_file(shop, "utf8.csv", csv.encode())
+
+    job = import_file(shop, "sjis.csv", csv.replace("3200", "3300").encode("cp932"))
+
+    product = Product.objects.get(store=shop, external_id="J-1")
+    assert (product.title, product.price) == ("抹茶碗 職人手作り", Decimal("3300.00"))
+    assert (job.updated, job.failed) == (1, 0)
+    assert any("Shift_JIS" in warning for warning in job.warnings)

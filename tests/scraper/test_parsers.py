@@ -197,7 +197,7 @@ def test_csv_bad_rows_are_reported_by_row_and_the_rest_imports() -> None:
 
 def test_csv_in_windows_1252_is_read_with_a_note() -> None:
     records = list(parse_csv(fixture("products_cp1252.csv")))
-    assert isinstance(records[0], RowError) and records[0].source_ref == "file"
+    assert isinstance(records[0], FeedWarning) and records[0].source_ref == "file"
     assert "Windows-1252" in records[0].reason
     assert products(records)["C-1"].title == "Crème brûlée mould"
 
@@ -773,3 +773,28 @@ def test_shopify_admin_export_variants_url_status_and_category() -> None:
         "old-tote": "not live in the shop (archived); not imported",
         "hidden-cap": "not live in the shop (not published); not imported",
     }
+
+
+SHIFT_JIS_CSV = (
+    "sku,name,price,category\nJ-1,抹茶碗 職人手作り,3200,食器 > 茶道具\nJ-2,木製の箸セット（5膳）,800,食器\n"
+)
+
+
+def test_csv_in_shift_jis_is_recognised_not_read_as_windows_1252() -> None:
+    records = list(parse_csv(SHIFT_JIS_CSV.encode("cp932")))
+
+    found = products(records)
+    assert found["J-1"].title == "抹茶碗 職人手作り"
+    assert found["J-1"].category_path == ["食器", "茶道具"]
+    assert found["J-2"].title == "木製の箸セット（5膳）"
+    assert isinstance(records[0], FeedWarning) and "Shift_JIS" in records[0].reason
+    assert products(list(parse_csv(SHIFT_JIS_CSV.encode("euc_jp"))))["J-1"].title == "抹茶碗 職人手作り"
+
+
+def test_a_shift_jis_product_page_without_a_charset_is_read_as_japanese() -> None:
+    html = (
+        '<html><head><meta property="og:type" content="product">'
+        '<meta property="og:title" content="抹茶碗 職人手作り"></head><body>はい</body></html>'
+    ).encode("cp932")
+    product = parse_product_page(html, "https://kyoto.example/p/1")
+    assert isinstance(product, ScrapedProduct) and product.title == "抹茶碗 職人手作り"
