@@ -47,6 +47,7 @@ from scraper.parsers import (
 from scraper.sources import (
     PAGE_END,
     CatalogSource,
+    CatalogZipSource,
     CsvSource,
     Failure,
     ImageArchiveSource,
@@ -59,6 +60,7 @@ from scraper.sources import (
     SourceItem,
     Warned,
     shopify_page_number,
+    zip_holds_catalog,
 )
 
 logger = logging.getLogger(__name__)
@@ -353,6 +355,10 @@ def open_source(
                 + (f" (it looks like a {detected.replace('_', ' ')}; import it by URL)" if detected else "")
             )
         kind = _FORMAT_KINDS[detected]
+    if head.startswith(b"PK\x03\x04") and kind in (Kind.IMAGE_FOLDER, Kind.CSV) and zip_holds_catalog(stream):
+        # A CSV with its photos: image cells are paths inside the archive.
+        _save_kind(job, Kind.CSV)
+        return CatalogZipSource(file=stream, base_url=base_url, limits=limits)
     _save_kind(job, kind)
     if kind == Kind.IMAGE_FOLDER:
         return ImageArchiveSource(file=stream, limits=limits)
@@ -550,6 +556,7 @@ class _ImportRun:
                     self.flush()
                 elif isinstance(item, ScrapedProduct):
                     self.fill_currency(item)
+                    self.add_image_errors(item)
                     self.batch.append(item)
                     self.delta["seen"] += 1
                     self.seen_ids.add(item.external_id)
@@ -565,6 +572,18 @@ class _ImportRun:
             # Records read before a broken feed or a cancellation are valid: write them.
             with contextlib.suppress(ImportCancelled):
                 self.flush()
+
+    def add_image_errors(self, record: ScrapedProduct) -> None:
+        """Photos the source named but the parser could not read: each is that photo's failure."""
+        for error in record.image_errors:
+            self.failures.append(
+                (
+                    Failure(source_ref=error.source_ref, reason=error.reason, external_id=record.external_id),
+                    ImportRowError.Stage.IMAGE,
+                )
+            )
+            self.delta["images_queued"] += 1
+            self.delta["images_failed"] += 1
 
     def add_failure(self, failure: Failure, *, counted_as_seen: bool = False) -> None:
         self.failures.append((failure, failure.stage))

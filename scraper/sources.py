@@ -35,6 +35,7 @@ from scraper.parsers import (
     RowError,
     ScrapedProduct,
     detect_feed_format,
+    parse_catalog_zip,
     parse_csv,
     parse_image_folder,
     parse_image_zip,
@@ -44,6 +45,7 @@ from scraper.parsers import (
     parse_sitemap,
     shopify_page_urls,
 )
+from scraper.parsers.catalog_zip import catalog_entry, open_zip
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,33 @@ class ImageArchiveSource:
             max_pixels=self.limits.max_image_pixels,
         )
         yield from _chunked(_records(records), self.limits.chunk_records)
+
+
+class CatalogZipSource:
+    """A ZIP holding a catalog CSV/TSV and its photos (image cells are paths inside the archive)."""
+
+    def __init__(self, *, file: bytes | IO[bytes], base_url: str = "", limits: Limits = Limits()) -> None:
+        self.file, self.base_url, self.limits = file, base_url, limits
+
+    def iter_records(self) -> Iterator[SourceItem]:
+        records = parse_catalog_zip(
+            self.file,  # type: ignore[arg-type]
+            base_url=self.base_url,
+            max_files=self.limits.zip_max_files,
+            max_total_bytes=self.limits.zip_max_total_bytes,
+            max_file_bytes=self.limits.max_image_bytes,
+            max_pixels=self.limits.max_image_pixels,
+        )
+        yield from _chunked(_records(records), self.limits.chunk_records)
+
+
+def zip_holds_catalog(file: IO[bytes]) -> bool:
+    """Whether a ZIP is a catalog CSV with its photos (else: a ZIP of photos). Leaves ``file`` at 0."""
+    try:
+        with open_zip(file) as archive:
+            return catalog_entry(archive) is not None
+    finally:
+        file.seek(0)
 
 
 class ImageFolderSource:

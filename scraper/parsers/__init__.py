@@ -6,6 +6,7 @@ Nothing here touches the network or Django; fetching goes through ``scraper.http
 source                    entry point
 ========================  =====================================================================
 CSV / TSV upload          ``parse_csv(data, base_url=...)``
+ZIP of a CSV + photos     ``parse_catalog_zip(data)``
 image folder / ZIP        ``parse_image_folder(path)``, ``parse_image_zip(data, max_files=...)``
 Shopify storefront        ``shopify_page_urls(base_url)`` + ``parse_shopify_products(data, ...)``
 sitemap crawl             ``parse_sitemap(data)`` + ``parse_product_page(html, url)``
@@ -21,6 +22,7 @@ import re
 import zlib
 from typing import Literal
 
+from .catalog_zip import parse_catalog_zip
 from .csv_feed import parse_csv
 from .image_folder import (
     ImageInfo,
@@ -54,6 +56,7 @@ __all__ = [
     "SitemapResult",
     "detect_feed_format",
     "inspect_image",
+    "parse_catalog_zip",
     "parse_csv",
     "parse_image_folder",
     "parse_image_zip",

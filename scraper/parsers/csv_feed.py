@@ -30,7 +30,7 @@ import functools
 import io
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -132,6 +132,14 @@ class LocalFiles:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
 
+    def read(self, name: str) -> LocalImage:
+        return read_image_file(
+            self.base_dir, name, max_file_bytes=self.max_file_bytes, max_pixels=self.max_pixels
+        )
+
+
+ImageReader = Callable[[str], LocalImage]  # a relative image name → the image; ValueError with why not
+
 
 def normalise_header(name: str) -> str:
     """``"Body (HTML)"`` → ``"body_html"``, ``"productDisplayName"`` → ``"product_display_name"``,
@@ -201,8 +209,12 @@ def parse_csv(
     base_dir: str | os.PathLike[str] | None = None,
     max_image_bytes: int = DEFAULT_MAX_FILE_BYTES,
     max_image_pixels: int = DEFAULT_MAX_PIXELS,
+    local_images: ImageReader | None = None,
 ) -> Iterator[ParsedRecord]:
     """Read a product CSV/TSV file; yields one ``ScrapedProduct`` or ``RowError`` per product row.
+
+    ``local_images`` reads relative image names from elsewhere (a ZIP holding the CSV and its photos).
+    A photo that cannot be read is in the product's ``image_errors``; the product is kept.
 
     ``base_dir`` (the CSV's folder) makes relative image names local files, read into
     ``image_files`` within ``max_image_bytes`` / ``max_image_pixels``; otherwise ``base_url`` resolves
@@ -230,9 +242,9 @@ def parse_csv(
         found = ", ".join(cell.strip() for cell in header if cell.strip())
         raise FeedError(f"missing required column(s): {expected}. Columns found: {found}")
     local_files = (
-        LocalFiles(Path(base_dir), max_file_bytes=max_image_bytes, max_pixels=max_image_pixels)
+        LocalFiles(Path(base_dir), max_file_bytes=max_image_bytes, max_pixels=max_image_pixels).read
         if base_dir is not None
-        else None
+        else local_images
     )
     return group_variants(
         _iter_products(
@@ -254,7 +266,7 @@ def _iter_products(
     first_row_number: int,
     encoding: str,
     base_url: str,
-    local_files: LocalFiles | None,
+    local_files: ImageReader | None,
     delimiter: str,
 ) -> Iterator[ParsedRecord]:
     if encoding in ENCODING_NAMES:
@@ -349,7 +361,7 @@ def _cell(cells: list[str], columns: ColumnMap, field_name: str) -> str:
 
 
 def _product_from_cells(
-    cells: list[str], columns: ColumnMap, *, source_ref: str, base_url: str, local_files: LocalFiles | None
+    cells: list[str], columns: ColumnMap, *, source_ref: str, base_url: str, local_files: ImageReader | None
 ) -> ScrapedProduct:
     """Raises ``ValueError`` with a reason a merchant can act on."""
     if len(cells) > columns.width and any(cell.strip() for cell in cells[columns.width :]):
@@ -408,25 +420,29 @@ def _product_from_cells(
     image_cells += [cells[index] for index in columns.numbered_images if index < len(cells)]
     image_urls: list[str] = []
     image_files: list[LocalImage] = []
+    image_errors: list[RowError] = []
     for value in image_cells:
         for part in _IMAGE_LIST_SEPARATOR.split(value.strip()):
             if not part:
                 continue
+            is_file_name = not _NOT_A_FILE_NAME.match(part)
             try:
-                if local_files is not None and not _NOT_A_FILE_NAME.match(part):
+                if local_files is not None and is_file_name:
                     if part not in (image.name for image in image_files):
-                        image_files.append(
-                            read_image_file(
-                                local_files.base_dir,
-                                part,
-                                max_file_bytes=local_files.max_file_bytes,
-                                max_pixels=local_files.max_pixels,
-                            )
-                        )
+                        image_files.append(local_files(part))
+                elif is_file_name and not base_url:
+                    raise ValueError(
+                        f"{part!r} is a file name, not a URL. To import photos with a CSV, upload a ZIP "
+                        "holding the CSV and the photos (image cells are paths inside the ZIP), or write "
+                        "full http(s) URLs"
+                    )
                 else:
                     image_urls.append(absolute_url(part, base_url=base_url))
             except ValueError as error:
-                raise ValueError(f"image: {error}") from None
+                # The photo's failure, not the product's.
+                image_errors.append(
+                    RowError(source_ref=f"{source_ref}: image {part}"[:2000], reason=str(error))
+                )
 
     url = cell("url")
     if url:
@@ -447,6 +463,7 @@ def _product_from_cells(
         category_path=category_path,
         image_urls=unique(image_urls),
         image_files=image_files,
+        image_errors=image_errors,
         attributes=attributes,
         source_ref=source_ref,
     )
@@ -475,6 +492,7 @@ def _copy_row(row: ScrapedProduct) -> ScrapedProduct:
 
 def _merge_into(product: ScrapedProduct, row: ScrapedProduct) -> None:
     """Fold a variant or extra-image row into the product it continues."""
+    product.image_errors += row.image_errors
     product.image_urls = unique(product.image_urls + row.image_urls)
     known_files = {image.name for image in product.image_files}
     product.image_files += [image for image in row.image_files if image.name not in known_files]

@@ -90,6 +90,9 @@ class ScrapedProduct:
     image_files: list[LocalImage] = field(default_factory=list)
     attributes: dict[str, Any] = field(default_factory=dict)
     variants: list[Variant] = field(default_factory=list)
+    # Photos named by the record that could not be read (a missing file, a bad URL): the product is
+    # still imported, and each of these is logged as that photo's failure.
+    image_errors: list[RowError] = field(default_factory=list)
     source_ref: str = ""
 
     def set_variants(self, variants: list[Variant]) -> None:

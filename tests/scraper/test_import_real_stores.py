@@ -4,6 +4,7 @@ grouped by item_group_id, currency, structured data, broken feeds, Shopify expor
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ from django.core.management.base import CommandError
 from scraper.models import ImportJob
 from scraper.services import run_import
 from shop.models import Product, Store
+from tests.factories import jpeg_bytes
 from tests.scraper.fixture_store import FixtureStore, run_fixture_store
 from tests.scraper.test_import_sources import expected_images, image_requests, import_file, import_url
 
@@ -243,3 +245,71 @@ def test_a_shift_jis_file_does_not_overwrite_good_titles_with_mojibake(shop: Sto
     assert (product.title, product.price) == ("抹茶碗 職人手作り", Decimal("3300.00"))
     assert (job.updated, job.failed) == (1, 0)
     assert any("Shift_JIS" in warning for warning in job.warnings)
+
+
+# --- A ZIP holding a CSV and its photos ----------------------------------------------------------------
+
+
+def catalog_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(
+            "export/styles.csv",
+            "id,productDisplayName,price,image\n"
+            "15970,Navy Blue Shirt,29.99,15970.jpg\n"
+            "15971,Red Scarf,9.99,photos/15971.JPG\n"
+            "15972,Lost Photo Sneaker,59.00,nope.jpg\n",
+        )
+        archive.writestr("export/15970.jpg", jpeg_bytes((20, 30, 110)))
+        archive.writestr("export/photos/15971.jpg", jpeg_bytes((200, 30, 40)))
+        archive.writestr("__MACOSX/export/._15970.jpg", b"resource fork")
+    return buffer.getvalue()
+
+
+def test_a_zip_of_a_csv_and_its_photos_imports_from_the_command(tmp_path: Path, shop: Store) -> None:
+    path = tmp_path / "catalog.zip"
+    path.write_bytes(catalog_zip())
+
+    call_command(
+        "import_catalog", str(path), "--store", str(shop.pk), "--sync", "--no-progress", stdout=io.StringIO()
+    )
+
+    job = ImportJob.objects.get(store=shop)
+    assert (job.kind, job.status) == ("csv", ImportJob.Status.PARTIAL)
+    assert (job.created, job.failed, job.images_downloaded + job.images_reused, job.images_failed) == (
+        3,
+        0,
+        2,
+        1,
+    )
+    assert Product.objects.get(store=shop, external_id="15970").images.get().status == "stored"
+    assert Product.objects.get(store=shop, external_id="15971").images.count() == 1  # case differs: found
+    lost = Product.objects.get(store=shop, external_id="15972")  # kept without its photo
+    assert lost.title == "Lost Photo Sneaker" and lost.images.count() == 0
+    error = job.errors.get()
+    assert (error.stage, error.external_id) == ("image", "15972")
+    assert "'nope.jpg' is not in the archive" in error.reason and "export/nope.jpg" in error.reason
+
+
+def test_a_zip_of_a_csv_and_its_photos_uploaded_in_the_admin(
+    admin_client, shop: Store, django_capture_on_commit_callbacks
+) -> None:
+    upload = SimpleUploadedFile("catalog.zip", catalog_zip(), content_type="application/zip")
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post(
+            "/admin/scraper/importjob/add/", {"store": shop.pk, "kind": "auto", "source_file": upload}
+        )
+    assert response.status_code == 302
+
+    job = run_import(ImportJob.objects.latest("pk"), images="inline")
+
+    stored = job.images_downloaded + job.images_reused  # reused: the same bytes were stored before
+    assert (job.kind, job.created, stored, job.images_failed) == ("csv", 3, 2, 1)
+
+
+def test_an_uploaded_csv_naming_photo_files_keeps_its_products_and_says_how_to_fix_it(shop: Store) -> None:
+    job = import_file(shop, "styles.csv", b"id,title,image\n15970,Navy Blue Shirt,15970.jpg\n")
+
+    assert (job.created, job.failed, job.images_failed) == (1, 0, 1)
+    error = job.errors.get()
+    assert error.stage == "image" and "upload a ZIP holding the CSV and the photos" in error.reason

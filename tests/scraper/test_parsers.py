@@ -182,14 +182,18 @@ def test_csv_header_aliases_and_relative_links_with_base_url() -> None:
 
 def test_csv_bad_rows_are_reported_by_row_and_the_rest_imports() -> None:
     records = list(parse_csv(fixture("products_bad_rows.csv")))
-    assert sorted(products(records)) == ["G-1", "G-8"]
+    assert sorted(products(records)) == ["G-1", "G-6", "G-8"]  # G-6: its photo failed, not the product
     reasons = errors(records)
     assert reasons["row 3"] == "missing external_id"
     assert reasons["row 4"] == "missing title"
     assert "ten euros" in reasons["row 5"]
     assert "perhaps" in reasons["row 6"]
     assert "6 cells" in reasons["row 7"]
-    assert "images/g-6.jpg" in reasons["row 8"]
+    assert "row 8" not in reasons
+    photo_error = products(records)["G-6"].image_errors[0]
+    assert photo_error.source_ref == "row 8: image images/g-6.jpg"
+    assert "'images/g-6.jpg' is a file name, not a URL" in photo_error.reason
+    assert "upload a ZIP holding the CSV and the photos" in photo_error.reason
     assert "negative" in reasons["row 9"]
     assert "duplicate external_id 'G-1'" in reasons["row 12"]  # row 10 is blank and still counted
     assert products(records)["G-1"].title == "Good One"  # the later duplicate did not overwrite it
@@ -247,13 +251,15 @@ def test_csv_image_names_relative_to_the_csv_folder_are_read_from_it(tmp_path: P
     ]
     assert local.image_files[0].content == jpeg_bytes()
     assert local.image_urls == ["https://cdn.example/c.jpg"]
-    reasons = errors(records)
-    assert "not found next to the catalog file" in reasons["row 3"]
-    assert "'..' refused" in reasons["row 4"]
-    assert "absolute path refused" in reasons["row 5"]
-    assert "leads outside the catalog folder" in reasons["row 6"]
-    assert "not an image" in reasons["row 7"]
-    assert "image: " in reasons["row 3"] and errors(records).keys() == {f"row {n}" for n in range(3, 8)}
+    assert errors(records) == {}  # a photo that fails costs the photo, not the product
+    found = products(records)
+    reasons = {key: found[key].image_errors[0].reason for key in ("P-2", "P-3", "P-4", "P-5", "P-6")}
+    assert "not found next to the catalog file" in reasons["P-2"]
+    assert "'..' refused" in reasons["P-3"]
+    assert "absolute path refused" in reasons["P-4"]
+    assert "leads outside the catalog folder" in reasons["P-5"]
+    assert "not an image" in reasons["P-6"]
+    assert found["P-2"].image_errors[0].source_ref == "row 3: image photos/nope.jpg"
     outside.unlink()
 
 
@@ -652,7 +658,7 @@ def test_merchant_tsv() -> None:
     assert found["FB-1"].image_urls == [f"https://fabrikam.example/i/rain-{n}.jpg" for n in (1, 2, 3)]
     assert found["FB-1"].category_path == ["Outdoor", "Jackets"]
     assert (found["FB-2"].price, found["FB-2"].in_stock) == (Decimal("19.99"), False)
-    assert "not-a-url" in errors(records)["row 4"]
+    assert "not-a-url" in found["FB-3"].image_errors[0].reason  # the product stays, its photo fails
 
 
 def test_truncated_merchant_feed_keeps_the_items_before_the_damage() -> None:
