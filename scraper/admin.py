@@ -23,9 +23,11 @@ from django.utils.html import format_html
 
 from scraper.forms import ImportCatalogForm
 from scraper.models import ImportJob, ImportRowError
+from scraper.selectors import preview_import
 from scraper.services import request_cancel, start_import
 
 INLINE_ERROR_ROWS = 200
+PREVIEW_PRODUCTS = 50
 REFRESH_S = 3
 
 
@@ -142,9 +144,12 @@ class ImportJobAdmin(admin.ModelAdmin):
         """The "Import catalog" form (``?store=<id>`` chooses the store)."""
         if not self.has_add_permission(request):
             raise PermissionDenied
+        preview = None
         if request.method == "POST":
             form = ImportCatalogForm(request.POST, request.FILES)
-            if form.is_valid():
+            if form.is_valid() and "_preview" in request.POST:
+                preview = self._preview(form)
+            elif form.is_valid():
                 data = form.cleaned_data
                 with transaction.atomic():
                     job = start_import(
@@ -165,9 +170,25 @@ class ImportJobAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "title": "Import catalog",
             "form": form,
+            "preview": preview,
+            "preview_limit": PREVIEW_PRODUCTS,
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/scraper/importjob/import_form.html", context)
+
+    def _preview(self, form: ImportCatalogForm) -> dict[str, Any]:
+        """What the form's import would write (the first ``PREVIEW_PRODUCTS`` products): nothing is
+        saved, no photo is downloaded."""
+        data = form.cleaned_data
+        job = ImportJob(
+            store=data["store"],
+            kind=data["kind"],
+            source_url=data["source_url"] or "",
+            options=form.import_options(),
+        )
+        if data["source_file"] is not None:
+            job.source_file = data["source_file"]  # read from the upload; never saved
+        return preview_import(job, max_products=PREVIEW_PRODUCTS)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None

@@ -866,7 +866,7 @@ class _ImportRun:
     def requeue(self, message: str) -> None:
         ImportJob.objects.filter(pk=self.job.pk).update(status=ImportJob.Status.QUEUED, message=message)
 
-    def _finish_walk(self, *, source_complete: bool) -> None:
+    def note_guessed_currency(self) -> None:
         if self.guessed_currency:
             currency = self.writer.default_currency.upper()
             self.warn(
@@ -875,6 +875,9 @@ class _ImportRun:
                 "(the Currency field of the import form, or import_catalog --currency CODE)."
             )
             self.guessed_currency = 0
+
+    def _finish_walk(self, *, source_complete: bool) -> None:
+        self.note_guessed_currency()
         with contextlib.suppress(ImportCancelled):
             self._save_progress()
         ImportJob.objects.filter(pk=self.job.pk).update(

@@ -4,6 +4,7 @@ grouped by item_group_id, currency, structured data, broken feeds, Shopify expor
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -313,3 +314,78 @@ def test_an_uploaded_csv_naming_photo_files_keeps_its_products_and_says_how_to_f
     assert (job.created, job.failed, job.images_failed) == (1, 0, 1)
     error = job.errors.get()
     assert error.stage == "image" and "upload a ZIP holding the CSV and the photos" in error.reason
+
+
+# --- Dry run -------------------------------------------------------------------------------------------
+
+
+def test_a_dry_run_writes_nothing_downloads_nothing_and_writes_the_json(
+    fixture_store: FixtureStore, shop: Store, tmp_path: Path
+) -> None:
+    out = tmp_path / "preview.json"
+
+    call_command(
+        "import_catalog", fixture_store.url("/feed-variants.xml"), "--store", "Not yet there", "--dry-run",
+        "--json", str(out), stdout=io.StringIO(),
+    )  # fmt: skip
+
+    assert not Store.objects.filter(name="Not yet there").exists()
+    assert ImportJob.objects.count() == 0 and Product.objects.count() == 0
+    assert image_requests(fixture_store) == 0
+    preview = json.loads(out.read_text())
+    assert set(preview) >= {"products", "errors", "warnings"}
+    assert len(preview["products"]) == PRODUCT_COUNT and preview["errors"] == []
+    source = fixture_store.catalog.product(5)
+    product = next(p for p in preview["products"] if p["external_id"] == str(source.id))
+    assert product == {
+        "external_id": str(source.id),
+        "title": source.title,
+        "price": source.min_price,
+        "currency": "USD",
+        "url": fixture_store.url(f"/p/{source.handle}"),
+        "category": f"{source.department} > {source.product_type}",
+        "in_stock": source.in_stock,
+        "images": [fixture_store.url(f"/img/{name}.jpg") for name in source.image_names],
+        "variants": [
+            {"external_id": f"{source.id}-{size}", "colour": source.colour.capitalize(), "size": size,
+             "price": price, "in_stock": available}
+            for size, price, available in zip(("S", "M", "L"), source.prices, source.available, strict=False)
+        ],
+    }  # fmt: skip
+
+
+def test_a_dry_run_lists_errors_and_the_currency_guess(shop: Store, tmp_path: Path) -> None:
+    path = tmp_path / "products.csv"
+    path.write_text("id,title,price,image\nA,Shirt,12.00,shirt.jpg\n,No id,3.00,\nB,Bad,ten,\n")
+    out = io.StringIO()
+
+    call_command("import_catalog", str(path), "--store", str(shop.pk), "--dry-run", "--json", "-", stdout=out)
+
+    preview = json.loads(out.getvalue())
+    assert [p["external_id"] for p in preview["products"]] == ["A"]
+    assert preview["products"][0]["currency"] == "USD"  # the store's: a guess, and it says so
+    assert {e["row"] for e in preview["errors"]} == {"row 3", "row 4", "row 2: image shirt.jpg"}
+    assert any("(USD) was assumed" in warning for warning in preview["warnings"])
+    assert Product.objects.count() == 0 and ImportJob.objects.count() == 0
+
+
+def test_the_admin_preview_shows_what_would_be_imported_and_writes_nothing(admin_client, shop: Store) -> None:
+    csv = (
+        b"id,title,price,color,size,item_group_id\n"
+        b"T-S,<b>Tee</b> - Navy / S,10.00,Navy,S,T\n"
+        b"T-M,<b>Tee</b> - Navy / M,12.00,Navy,M,T\n"
+    )
+    upload = SimpleUploadedFile("tees.csv", csv, content_type="text/csv")
+
+    response = admin_client.post(
+        "/admin/scraper/importjob/add/",
+        {"store": shop.pk, "kind": "auto", "source_file": upload, "_preview": "Preview"},
+    )
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'id="import-preview"' in page and "Preview: 1 product" in page
+    assert "&lt;b&gt;Tee&lt;/b&gt;" in page and "<b>Tee</b>" not in page  # escaped
+    assert "Navy / S, Navy / M" in page
+    assert "10.00 USD" in page
+    assert ImportJob.objects.count() == 0 and Product.objects.count() == 0

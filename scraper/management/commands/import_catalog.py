@@ -1,4 +1,4 @@
-"""``manage.py import_catalog SOURCE --store NAME [--kind ...] [--full-sync] [--sync]``.
+"""``manage.py import_catalog SOURCE --store NAME [--kind ...] [--full-sync] [--sync] [--dry-run]``.
 
 SOURCE is a URL (a Shopify store, a sitemap or a store's home page, a Merchant feed, a CSV) or a path
 on this machine (a CSV or TSV file, a folder of photos, a ZIP of photos, a Merchant feed file).
@@ -6,6 +6,7 @@ on this machine (a CSV or TSV file, a folder of photos, a ZIP of photos, a Merch
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,7 @@ from scraper.conf import build_client
 from scraper.forms import clean_currency_code
 from scraper.http import FetchError
 from scraper.models import ImportJob
+from scraper.selectors import preview_import
 from scraper.services import run_import, start_import
 
 
@@ -58,6 +60,18 @@ class Command(BaseCommand):
             help="ISO code of prices the source gives without one (Shopify, CSV exports); also the "
             "currency of a store created by this command",
         )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="read the source and show what would be imported; write nothing, download no photo",
+        )
+        parser.add_argument(
+            "--json",
+            default="",
+            metavar="FILE",
+            help="with --dry-run: write the products, variants, errors and warnings as JSON to FILE "
+            "('-' for standard output)",
+        )
         parser.add_argument("--user", default="", help="username recorded as the one who started it")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -73,6 +87,25 @@ class Command(BaseCommand):
         elif not Path(source).exists():
             raise CommandError(f"{source} does not exist (give a URL or a path to a file or folder)")
         currency = clean_currency_code(options["currency"], error=CommandError)
+        if options["json"] and not options["dry_run"]:
+            raise CommandError("--json goes with --dry-run")
+        if options["dry_run"]:
+            store = self._store(
+                options["store"], base_url=source if is_url else "", currency=currency, create=False
+            )
+            job = ImportJob(
+                store=store,
+                kind=options["kind"],
+                source_url=source if is_url else "",
+                source_path="" if is_url else str(Path(source).resolve()),
+                options={
+                    name: value
+                    for name, value in (("collection", options["collection"]), ("currency", currency))
+                    if value
+                },
+            )
+            self._dry_run(preview_import(job), json_path=options["json"])
+            return
         store = self._store(options["store"], base_url=source if is_url else "", currency=currency)
         user = None
         if options["user"]:
@@ -104,7 +137,37 @@ class Command(BaseCommand):
         if job.status == ImportJob.Status.FAILED:
             raise CommandError(f"Import #{job.pk} failed: {job.message or 'see the errors above'}")
 
-    def _store(self, value: str, *, base_url: str, currency: str = "") -> Any:
+    def _dry_run(self, preview: dict[str, Any], *, json_path: str) -> None:
+        if json_path:
+            text = json.dumps(preview, ensure_ascii=False, indent=2)
+            if json_path == "-":
+                self.stdout.write(text)
+                return
+            Path(json_path).write_text(text + "\n", encoding="utf-8")
+        products = preview["products"]
+        variants = sum(len(product["variants"]) for product in products)
+        self.stdout.write(
+            f"Dry run ({preview['kind']}): {len(products):,} products with {variants:,} variants would "
+            f"be imported; {len(preview['errors']):,} errors; {preview['skipped']:,} skipped. "
+            "Nothing was written."
+        )
+        for product in products[:20]:
+            price = (
+                f"{product['price']} {product['currency']}" if product["price"] is not None else "no price"
+            )
+            self.stdout.write(
+                f"  {product['external_id']}: {product['title']} — {price}"
+                f"{' — ' + product['category'] if product['category'] else ''}"
+                f" — {len(product['images'])} photo(s), {len(product['variants'])} variant(s)"
+            )
+        if len(products) > 20:
+            self.stdout.write(f"  … and {len(products) - 20:,} more")
+        for error in preview["errors"][:20]:
+            self.stdout.write(self.style.ERROR(f"  {error['row']}: {error['reason']}"))
+        for warning in preview["warnings"]:
+            self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
+
+    def _store(self, value: str, *, base_url: str, currency: str = "", create: bool = True) -> Any:
         model = store_model()
         if value.isdigit():
             found = model._default_manager.filter(pk=int(value)).first()
@@ -118,6 +181,8 @@ class Command(BaseCommand):
         if found is not None:
             return found
         values: dict[str, Any] = {"name": value}
+        if not create:  # a dry run: the store it would create, unsaved
+            return model(**values, **({"currency": currency} if currency else {}))
         if base_url and any(field.name == "base_url" for field in model._meta.get_fields()):
             values["base_url"] = base_url.split("?", 1)[0]
         if currency and any(field.name == "currency" for field in model._meta.get_fields()):
