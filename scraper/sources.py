@@ -247,7 +247,7 @@ class CatalogZipSource:
 def zip_holds_catalog(file: IO[bytes]) -> bool:
     """Whether a ZIP is a catalog CSV with its photos (else: a ZIP of photos). Leaves ``file`` at 0."""
     try:
-        with open_zip(file) as archive:
+        with open_zip(file) as archive:  # type: ignore[arg-type]
             return catalog_entry(archive) is not None
     finally:
         file.seek(0)

@@ -400,16 +400,9 @@ def _product_from_cells(
 
     category = clean_text(cell("category"))
     if not category:  # Shopify exports: "Type" when set, else "Product Category"
-        category = next(
-            (
-                clean_text(cells[index])
-                for alias in COLUMN_ALIASES["category"]
-                if (index := columns.extra.get(alias)) is not None
-                and index < len(cells)
-                and clean_text(cells[index])
-            ),
-            "",
-        )
+        fallbacks = [columns.extra[alias] for alias in COLUMN_ALIASES["category"] if alias in columns.extra]
+        texts = (clean_text(cells[position]) for position in fallbacks if position < len(cells))
+        category = next((text for text in texts if text), "")
     category_path: list[str] = []
     if category.isdigit():
         attributes["google_product_category_id"] = category

@@ -49,7 +49,7 @@ def parse_merchant_feed(
     a stream (gzip expanded on the fly, never past ``max_decompressed_bytes``) in linear time.
     """
     stream = open_feed(data, max_decompressed_bytes=max_decompressed_bytes)
-    head = stream.peek(64) if isinstance(stream, io.BufferedReader) else data[:64]  # type: ignore[attr-defined]
+    head = stream.peek(64) if isinstance(stream, io.BufferedReader) else data[:64]
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         return group_variants(_iter_xml_items(stream, base_url=base_url))
     data = stream.read(max_decompressed_bytes + 1)
