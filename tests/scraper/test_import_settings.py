@@ -39,5 +39,9 @@ def test_the_system_check_names_wrong_settings(settings) -> None:
         "scraper.E003",
         "scraper.E004",
     ]
+    settings.SCRAPER = {"DNS_TIMEOUT_S": 0}
+    assert [error.id for error in check_catalog(None)] == ["scraper.E005"]
+    settings.SCRAPER = {"DNS_TIMEOUT_S": 2.5}
+    assert check_catalog(None) == [] and fetch_policy().dns_timeout_s == 2.5
     settings.SCRAPER = {"PRODUCT_MODEL": "shop.Nothing"}
     assert [error.id for error in check_catalog(None)] == ["scraper.E001"]
