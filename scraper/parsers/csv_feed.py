@@ -210,9 +210,12 @@ def parse_csv(
     max_image_bytes: int = DEFAULT_MAX_FILE_BYTES,
     max_image_pixels: int = DEFAULT_MAX_PIXELS,
     local_images: ImageReader | None = None,
+    merge_rows: bool = True,
 ) -> Iterator[ParsedRecord]:
     """Read a product CSV/TSV file; yields one ``ScrapedProduct`` or ``RowError`` per product row.
 
+    ``merge_rows``: consecutive rows with the same id are one product (spreadsheet and Shopify exports);
+    without it (Merchant feeds: one row per item) a repeated id is a row error.
     ``local_images`` reads relative image names from elsewhere (a ZIP holding the CSV and its photos).
     A photo that cannot be read is in the product's ``image_errors``; the product is kept.
 
@@ -255,6 +258,7 @@ def parse_csv(
             base_url=base_url,
             local_files=local_files,
             delimiter=delimiter,
+            merge_rows=merge_rows,
         )
     )
 
@@ -268,6 +272,7 @@ def _iter_products(
     base_url: str,
     local_files: ImageReader | None,
     delimiter: str,
+    merge_rows: bool,
 ) -> Iterator[ParsedRecord]:
     if encoding in ENCODING_NAMES:
         yield FeedWarning(
@@ -302,7 +307,7 @@ def _iter_products(
             external_id = clean_text(_cell(cells, columns, "external_id"))
             yield RowError(source_ref=source_ref, reason=str(error), external_id=external_id, payload=payload)
             continue
-        if pending is not None and product.external_id == pending.external_id:
+        if merge_rows and pending is not None and product.external_id == pending.external_id:
             pending_rows.append(product)
             _merge_into(pending, product)
             continue
@@ -310,7 +315,12 @@ def _iter_products(
             yield RowError(
                 source_ref=source_ref,
                 reason=f"duplicate external_id {product.external_id!r} (first seen at row "
-                f"{first_row_of[product.external_id]}); rows of one product must be next to each other",
+                f"{first_row_of[product.external_id]}); "
+                + (
+                    "rows of one product must be next to each other"
+                    if merge_rows
+                    else "this row was not imported (give every item its own id)"
+                ),
                 external_id=product.external_id,
                 payload=payload,
             )

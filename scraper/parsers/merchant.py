@@ -55,7 +55,7 @@ def parse_merchant_feed(
     data = stream.read(max_decompressed_bytes + 1)
     if len(data) > max_decompressed_bytes:
         raise FeedError(f"the feed expands to more than {max_decompressed_bytes:,} bytes; refused")
-    return parse_csv(data, base_url=base_url)  # groups variants too
+    return parse_csv(data, base_url=base_url, merge_rows=False)  # groups variants too
 
 
 def _iter_xml_items(stream: BinaryIO, *, base_url: str) -> Iterator[ParsedRecord]:

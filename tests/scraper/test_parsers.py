@@ -804,3 +804,17 @@ def test_a_shift_jis_product_page_without_a_charset_is_read_as_japanese() -> Non
     ).encode("cp932")
     product = parse_product_page(html, "https://kyoto.example/p/1")
     assert isinstance(product, ScrapedProduct) and product.title == "抹茶碗 職人手作り"
+
+
+def test_a_merchant_tsv_with_a_repeated_id_reports_it_instead_of_merging() -> None:
+    tsv = (
+        b"id\ttitle\tlink\tprice\n"
+        b"102\tHamilton\thttps://s.example/hamilton\t89.00 EUR\n"
+        b"102\tHarlow\thttps://s.example/harlow\t79.00 EUR\n"
+    )
+    records = list(parse_merchant_feed(tsv))
+    assert products(records)["102"].title == "Hamilton"
+    assert (
+        "duplicate external_id '102' (first seen at row 2); this row was not imported"
+        in errors(records)["row 3"]
+    )
