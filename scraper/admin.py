@@ -28,6 +28,7 @@ from scraper.services import request_cancel, start_import
 
 INLINE_ERROR_ROWS = 200
 PREVIEW_PRODUCTS = 50
+PREVIEW_TIME_BUDGET_S = 20.0  # the preview runs in the web request
 REFRESH_S = 3
 
 
@@ -188,7 +189,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         )
         if data["source_file"] is not None:
             job.source_file = data["source_file"]  # read from the upload; never saved
-        return preview_import(job, max_products=PREVIEW_PRODUCTS)
+        return preview_import(job, max_products=PREVIEW_PRODUCTS, time_budget_s=PREVIEW_TIME_BUDGET_S)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None

@@ -17,11 +17,13 @@ Prices are strings (``"29.90"``) so that no precision is lost; ``category`` is `
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from scraper.conf import build_client
 from scraper.http import FetchError
 from scraper.models import ImportJob
+from scraper.netguard import request_deadline
 from scraper.parsers import FeedError, ScrapedProduct
 from scraper.services import ImportCancelled, SourceUnusable, _ImportRun, open_source
 from scraper.sources import PAGE_END, Failure, Skipped, Warned
@@ -29,19 +31,35 @@ from scraper.sources import PAGE_END, Failure, Skipped, Warned
 Preview = dict[str, Any]
 
 
-def preview_import(job: ImportJob, *, max_products: int | None = None) -> Preview:
+def preview_import(
+    job: ImportJob, *, max_products: int | None = None, time_budget_s: float | None = None
+) -> Preview:
     """What importing ``job``'s source would write. ``job`` need not be saved (nothing is saved).
 
     ``max_products`` stops reading after that many products (the admin's preview shows the start of a
-    large catalog); the JSON then has ``"truncated": true``.
+    large catalog); ``time_budget_s`` stops it after about that long (a web request must not crawl a
+    whole store): every request then has a share of the budget and no retries. Either way the JSON
+    has ``"truncated": true``.
     """
     run = _ImportRun(job, images="inline", on_progress=None)
     preview: Preview = {"products": [], "errors": [], "warnings": []}
     skipped = 0
+    overrides: dict[str, Any] = {}
+    deadline = contextlib.nullcontext()
+    if time_budget_s is not None:
+        overrides = {"max_retries": 0, "total_timeout_s": max(1.0, time_budget_s / 2)}
+        deadline = request_deadline(time.monotonic() + time_budget_s)  # the fetches of this thread
+        stop_at = time.monotonic() + time_budget_s
     try:
-        with build_client() as client, contextlib.ExitStack() as resources:
+        with build_client(**overrides) as client, contextlib.ExitStack() as resources, deadline:
             source = open_source(job, client=client, limits=run.limits, resources=resources)
             for item in source.iter_records():
+                if time_budget_s is not None and time.monotonic() > stop_at:
+                    preview["truncated"] = True
+                    run.warn(
+                        f"The preview stopped after {time_budget_s:g} s; the import reads the whole source."
+                    )
+                    break
                 if item is PAGE_END:
                     continue
                 if isinstance(item, ScrapedProduct):

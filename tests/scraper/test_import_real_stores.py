@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from scraper.models import ImportJob
+from scraper.selectors import preview_import
 from scraper.services import run_import
 from shop.models import Product, Store
 from tests.factories import jpeg_bytes
@@ -389,3 +390,16 @@ def test_the_admin_preview_shows_what_would_be_imported_and_writes_nothing(admin
     assert "Navy / S, Navy / M" in page
     assert "10.00 USD" in page
     assert ImportJob.objects.count() == 0 and Product.objects.count() == 0
+
+
+def test_a_preview_of_a_slow_source_stops_at_its_time_budget(
+    fixture_store: FixtureStore, shop: Store
+) -> None:
+    job = ImportJob(
+        store=shop, kind="csv", source_url=fixture_store.url("/trickle?bytes=400&interval_s=0.05")
+    )
+
+    preview = preview_import(job, time_budget_s=2)
+
+    assert preview["products"] == []
+    assert "not complete after" in preview["errors"][0]["reason"]  # cut off, not waited for (20 s)
