@@ -45,7 +45,7 @@ def preview_import(
     preview: Preview = {"products": [], "errors": [], "warnings": []}
     skipped = 0
     overrides: dict[str, Any] = {}
-    deadline = contextlib.nullcontext()
+    deadline: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if time_budget_s is not None:
         overrides = {"max_retries": 0, "total_timeout_s": max(1.0, time_budget_s / 2)}
         deadline = request_deadline(time.monotonic() + time_budget_s)  # the fetches of this thread
