@@ -20,6 +20,7 @@ URLs, relative to ``store.base_url``:
 ``/sitemap.xml``                    sitemap index → ``/sitemap-products.xml.gz``, ``/sitemap-pages.xml``
 ``/sitemap-products.xml.gz``        gzipped ``urlset`` of every ``/p/<handle>``, with ``image:image``
 ``/sitemap-pages.xml``              ``urlset`` with ``/about`` (not a product page)
+``/deep-sitemap.xml``               products 0 and 1 around ``/deep``, whose JSON-LD nests 100,000 deep
 ``/product-sitemap.xml``            the first 9 product pages as relative ``<loc>`` values (All in One SEO)
 ``/p/<handle>``                     product page (also at ``/products/<handle>``): JSON-LD in four
                                     shapes; every product with ``i % 5 == 1`` has OpenGraph only;
@@ -636,6 +637,20 @@ class _Handler(BaseHTTPRequestHandler):
                 f"{locs}</urlset>"
             ).encode()
             return self._send(200, body, "application/xml")
+        if path == "/deep-sitemap.xml":  # two product pages around one that nests JSON-LD 100,000 deep
+            locs = "".join(
+                f"<url><loc>{base}{page}</loc></url>"
+                for page in (f"/p/{catalog.product(0).handle}", "/deep", f"/p/{catalog.product(1).handle}")
+            )
+            body = (
+                '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                f"{locs}</urlset>"
+            ).encode()
+            return self._send(200, body, "application/xml")
+        if path == "/deep":
+            bomb = "[" * 100_000 + "]" * 100_000
+            body = f'<html><head><script type="application/ld+json">{bomb}</script></head></html>'.encode()
+            return self._send(200, body, "text/html; charset=utf-8")
         if path == "/sitemap-pages.xml":
             body = (
                 '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'

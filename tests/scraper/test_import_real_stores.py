@@ -403,3 +403,13 @@ def test_a_preview_of_a_slow_source_stops_at_its_time_budget(
 
     assert preview["products"] == []
     assert "not complete after" in preview["errors"][0]["reason"]  # cut off, not waited for (20 s)
+
+
+def test_a_page_with_json_ld_nested_100000_deep_is_one_row_error_in_a_sitemap_import(
+    fixture_store: FixtureStore, shop: Store
+) -> None:
+    job = import_url(shop, fixture_store.url("/deep-sitemap.xml"))
+
+    assert (job.status, job.created, job.failed) == (ImportJob.Status.PARTIAL, 2, 1)
+    error = job.errors.get()
+    assert error.source_ref == fixture_store.url("/deep") and "nested too deeply" in error.reason
