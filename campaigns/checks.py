@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 from campaigns.conf import DEFAULTS, app_setting
+from lookalike import checks as catalog_checks  # noqa: F401  the LOOKALIKE checks
 
 _POSITIVE = (
     "CACHE_TIMEOUT_S",

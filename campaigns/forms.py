@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from django import forms
-from django.apps import apps
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.text import slugify
 
 from campaigns.conf import app_setting
-from campaigns.models import CATEGORY_MODEL, STORE_MODEL, Campaign, Creative
+from campaigns.models import Campaign, Creative
 from campaigns.services import CreativeImageError, check_creative_image, fetch_creative_image
+from lookalike import catalog
 
 
 class CreativeForm(forms.ModelForm):
@@ -96,11 +96,9 @@ class BulkUploadForm(forms.Form):
     archive = forms.FileField(
         help_text="A ZIP archive of ad images; each becomes a campaign named after its file."
     )
-    store = forms.ModelChoiceField(
-        queryset=apps.get_model(STORE_MODEL)._default_manager.all(), required=False
-    )
+    store = forms.ModelChoiceField(queryset=catalog.store_model()._default_manager.all(), required=False)
     categories = forms.ModelMultipleChoiceField(
-        queryset=apps.get_model(CATEGORY_MODEL)._default_manager.all(), required=False
+        queryset=catalog.category_model()._default_manager.all(), required=False
     )
     min_price = forms.DecimalField(required=False, max_digits=12, decimal_places=2)
     max_price = forms.DecimalField(required=False, max_digits=12, decimal_places=2)

@@ -1,9 +1,8 @@
 """Ad campaigns: creatives, the landing pages they lead to, and what shoppers did there.
 
 A campaign holds one or more creatives (ad variants); each creative gets its own landing page of the
-in-stock products that look most like it. The catalog models are the ones the recommendation apps use
-(``RECOMMENDATIONS_PRODUCT_MODEL``); stores and categories are ``CAMPAIGNS_STORE_MODEL`` /
-``CAMPAIGNS_CATEGORY_MODEL`` (default: the bundled shop's).
+in-stock products that look most like it. Products, stores and categories are the
+catalog's (``LOOKALIKE``, see docs/plugin.md).
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ from django.utils import timezone
 from pgvector.django import HalfVectorField
 
 from campaigns.querysets import CampaignEventQuerySet, CampaignQuerySet
+from lookalike.conf import model_label
 
-PRODUCT_MODEL = getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
-STORE_MODEL = getattr(settings, "CAMPAIGNS_STORE_MODEL", "shop.Store")
-CATEGORY_MODEL = getattr(settings, "CAMPAIGNS_CATEGORY_MODEL", "shop.Category")
+PRODUCT_MODEL = model_label("PRODUCT_MODEL")
+STORE_MODEL = model_label("STORE_MODEL")
+CATEGORY_MODEL = model_label("CATEGORY_MODEL")
 
 # Path segments used by the campaign URLs themselves (/c/events/, /c/<slug>/go/<id>/).
 RESERVED_SLUGS = frozenset({"events", "go"})

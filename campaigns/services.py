@@ -20,7 +20,7 @@ from django.utils.text import slugify
 from campaigns import tracking
 from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
-from recommendations.catalog import product_model
+from lookalike.catalog import product_model
 from scraper.parsers.image_folder import ImageRejected, inspect_image
 
 logger = logging.getLogger(__name__)

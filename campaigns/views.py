@@ -18,12 +18,14 @@ from django.http import (
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
 
 from campaigns import selectors, services, tracking
 from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
-from recommendations.catalog import product_model, product_url
+from lookalike.catalog import product_model, product_url
+from lookalike.conf import base_template
 from recommendations.models import EmbeddingSpace
 
 # Replaced per request with the visit's UTM parameters and click ids, so one cached page serves all visits.
@@ -84,9 +86,10 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
         if variant == tracking.VISUAL:
             variant = tracking.FALLBACK
 
-    html = landing_html(
+    parts = landing_html(
         campaign=campaign, creative=creative, variant=variant, space_id=space_id, preview=preview
     )
+    html = render_landing_page(request, parts)
     query = escape("&" + urlencode(params)) if params else ""
     response = HttpResponse(html.replace(PASSTHROUGH_MARKER, query))
     if not preview and not tracking.is_bot(request.headers.get("User-Agent")):
@@ -103,6 +106,26 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
     return _no_store(response)
 
 
+# The cached page is the landing template's blocks, rendered for nobody in particular; the shop's layout
+# around them (a basket, a signed-in user, a CSRF token) is rendered per request.
+PART_SEPARATOR = "<!--lookalike:part-->"
+
+
+def render_landing_page(request: HttpRequest, parts: str) -> str:
+    title, head, content = parts.split(PART_SEPARATOR)
+    return render_to_string(
+        "campaigns/landing_page.html",
+        {
+            "base_template": base_template(),
+            # Rendered by the landing template, which escapes what it shows; not request data.
+            "title_html": mark_safe(title),
+            "head_html": mark_safe(head),
+            "content_html": mark_safe(content),
+        },
+        request=request,
+    )
+
+
 def landing_cache_key(*, campaign: Campaign, creative: Creative, variant: str, space_id: int | None) -> str:
     """Changes with the campaign, the creative (and its vector), the variant and the active space. The
     catalog's stock version is stored with the page instead, so one round trip fetches both."""
@@ -115,9 +138,9 @@ def landing_cache_key(*, campaign: Campaign, creative: Creative, variant: str, s
 def landing_html(
     *, campaign: Campaign, creative: Creative, variant: str, space_id: int | None, preview: bool
 ) -> str:
-    """The page, from the cache when the catalog's stock has not changed since and its products are all still
-    available; fallback pages and previews are never cached (they change as soon as the creative is embedded,
-    or as the marketer edits)."""
+    """The page's blocks (``render_landing_page`` puts them in the shop's layout), from the cache when the
+    catalog's stock has not changed since and its products are all still available; fallback pages and
+    previews are never cached (they change as soon as the creative is embedded, or as the marketer edits)."""
     cacheable = not preview and variant != tracking.FALLBACK
     key = landing_cache_key(campaign=campaign, creative=creative, variant=variant, space_id=space_id)
     version = None
@@ -148,6 +171,7 @@ def landing_html(
             "preview": preview,
             "passthrough": PASSTHROUGH_MARKER,
             "home_url": app_setting("FALLBACK_URL"),
+            "base_template": "campaigns/_landing_parts.html",
         },
     )
     if cacheable:

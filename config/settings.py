@@ -115,8 +115,6 @@ CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Tasks defined outside a tasks.py module.
-CELERY_IMPORTS = ["recommendations.interactions"]
 # `celery -A config beat`: forget anonymous shoppers' interactions older than PROFILE_MAX_AGE_S.
 CELERY_BEAT_SCHEDULE = {
     "expire-anonymous-profiles": {"task": "recommendations.expire_profiles", "schedule": 6 * 3600.0},
@@ -152,9 +150,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- The plugin apps ----------------------------------------------------------------------------------
-# The catalog the recommendation apps read. Point these at your own models to use your shop's catalog.
-RECOMMENDATIONS_PRODUCT_MODEL = os.environ.get("RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
-RECOMMENDATIONS_IMAGE_MODEL = os.environ.get("RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage")
+# The catalog all three apps read and write (lookalike/conf.py; docs/plugin.md). Empty: the bundled shop.
+LOOKALIKE: dict[str, object] = {}
 RECOMMENDATIONS: dict[str, object] = {
     "ENCODER": os.environ.get("LOOKALIKE_ENCODER", "resnet50"),
     "WEIGHTS": os.environ.get("LOOKALIKE_WEIGHTS", "DEFAULT"),

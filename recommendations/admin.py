@@ -19,7 +19,8 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from recommendations import catalog, services
+from lookalike import catalog
+from recommendations import services
 from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding
 
 EMBEDDED, FAILED = ImageEmbedding.Status.EMBEDDED, ImageEmbedding.Status.FAILED

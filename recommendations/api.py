@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from recommendations.catalog import product_model
+from lookalike.catalog import product_model
 from recommendations.conf import app_setting
 from recommendations.selectors import (
     NO_ACTIVE_SPACE,

@@ -6,6 +6,7 @@ importing ``recommendations.encoders`` would load torch (seconds, hundreds of MB
 
 from django.core.checks import Error, register
 
+from lookalike import checks as catalog_checks  # noqa: F401  the LOOKALIKE checks
 from recommendations.conf import app_setting
 from recommendations.encoder_registry import ENCODER_INFO
 from recommendations.profiles import STRATEGIES

@@ -27,28 +27,6 @@ DEFAULTS: dict[str, Any] = {
     "REEMBED_POLL_S": 30,
     # A product's query vector: "primary" (its first image) or "mean" (mean of its images).
     "PRODUCT_VECTOR": "primary",
-    # Field names on the product model (see docs/plugin.md). Missing optional fields disable their filters.
-    "CATALOG_FIELDS": {
-        "title": "title",
-        "price": "price",
-        "in_stock": "in_stock",
-        "category": "category",
-        "brand": "brand",
-        "store": "store",
-        "url": None,  # None: get_absolute_url()
-        "currency": "currency",  # shown next to the price in widgets and API answers
-    },
-    # Field names on the image model.
-    "IMAGE_FIELDS": {
-        "product": "product",
-        "image": "image",
-        "position": "position",
-        # Optional: the catalog's digest column; a change queues the image for embedding again.
-        "sha256": "sha256",
-        # Optional: where embedding failures are reported back to the catalog (None to skip).
-        "status": "status",
-        "failure_reason": "failure_reason",
-    },
     "SIMILAR_LIMIT": 8,
     "SIMILAR_IN_STOCK_ONLY": True,
     "HNSW_EF_SEARCH": 100,
@@ -120,7 +98,4 @@ DEFAULTS: dict[str, Any] = {
 
 
 def app_setting(name: str) -> Any:
-    user = getattr(settings, "RECOMMENDATIONS", {})
-    if name in ("CATALOG_FIELDS", "IMAGE_FIELDS"):
-        return {**DEFAULTS[name], **user.get(name, {})}
-    return user.get(name, DEFAULTS[name])
+    return getattr(settings, "RECOMMENDATIONS", {}).get(name, DEFAULTS[name])

@@ -15,8 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from lookalike.catalog import product_model
 from recommendations import interactions, personalisation, profiles
-from recommendations.catalog import product_model
 from recommendations.models import Interaction
 from recommendations.selectors import product_cards
 from recommendations.serializers import ErrorSerializer, SimilarProductSerializer

@@ -14,8 +14,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from lookalike.catalog import product_model, product_url
+from lookalike.conf import base_template
 from recommendations import interactions, personalisation, profiles
-from recommendations.catalog import product_model, product_url
 from recommendations.selectors import ScoredProduct, product_cards
 
 FEEDBACK_KINDS = ("like", "dislike")
@@ -72,6 +73,7 @@ def for_you(request: HttpRequest) -> HttpResponse:
             "strategy": strategy or "",
             "strategies": profiles.STRATEGIES,
             "source": personalisation.FOR_YOU_PAGE,
+            "base_template": base_template(),
         },
     )
 
@@ -157,6 +159,7 @@ def game(request: HttpRequest) -> HttpResponse:
             "round": number,
             "cards": cards,
             "picks": [picked[pk] for pk in picks if pk in picked],
+            "base_template": base_template(),
             "strategy": strategy or "",
             "strategies": profiles.STRATEGIES,
             "reason": reason,

@@ -28,7 +28,7 @@ from django.db import connection, models, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from recommendations import catalog
+from lookalike import catalog
 from recommendations.conf import app_setting
 from recommendations.encoder_registry import ENCODER_INFO
 from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding
@@ -236,8 +236,11 @@ def embeddable_images(*, store_id: int | None = None) -> models.QuerySet:
         Q(**{file_field: ""}) | Q(**{f"{file_field}__isnull": True})
     )
     if store_id is not None:
-        store_field = catalog.product_field("store") or "store"
-        images = images.filter(**{f"{_image_product_field()}__{store_field}": store_id})
+        store = catalog.role_lookup("store")
+        if store is None:
+            raise ValueError("The catalog has no store role (LOOKALIKE['PRODUCT_FIELDS']['store']).")
+        in_store = catalog.products().filter(**{store: store_id}).values("pk")
+        images = images.filter(**{f"{_image_product_field()}__in": in_store})
     return images
 
 

@@ -31,7 +31,8 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from scraper.catalog import CatalogWriter, ImageWork, Outcome, sha256_hex
+from lookalike.catalog import store_value
+from scraper.catalog import CatalogWriter, ImageWork, Outcome, catalog_writer, sha256_hex
 from scraper.conf import app_setting, build_client
 from scraper.downloads import DownloadOutcome, download_images
 from scraper.http import FetchError, FetchResult, GuardedClient
@@ -110,7 +111,7 @@ def start_import(
     if sum(bool(value) for value in (source_url, source_file, source_path)) != 1:
         raise ValueError("give exactly one of source_url, source_file and source_path")
     job = ImportJob(
-        store=store,  # type: ignore[misc]  # the configured store model (SCRAPER["STORE_MODEL"])
+        store=store,  # type: ignore[misc]  # the configured store model (LOOKALIKE["STORE_MODEL"])
         kind=kind,
         source_url=source_url,
         source_path=source_path,
@@ -323,7 +324,7 @@ def open_source(
     job: ImportJob, *, client: GuardedClient, limits: Limits, resources: contextlib.ExitStack
 ) -> CatalogSource:
     """The source that reads the job's file, folder or URL; an ``auto`` kind is resolved and saved."""
-    base_url = str(getattr(job.store, "base_url", "") or "")
+    base_url = str(store_value(job.store, "base_url", ""))
     if job.source_url:
         kind, prefetched = _resolve_url_kind(job, client)
         _save_kind(job, kind)
@@ -517,7 +518,7 @@ class _ImportRun:
         self.job = job
         self.images = images
         self.on_progress = on_progress
-        self.writer = CatalogWriter(store=job.store)
+        self.writer = catalog_writer(store=job.store)
         self.limits = limits_from_settings()
         self.client: GuardedClient | None = None
         self.batch: list[ScrapedProduct] = []
@@ -894,7 +895,7 @@ def fetch_images(*, job_id: int, work: list[ImageWork], attempt: int = 0) -> Dow
     job = ImportJob.objects.select_related("store").filter(pk=job_id).first()
     if job is None or job.cancel_requested or job.status == ImportJob.Status.CANCELLED:
         return None
-    writer = CatalogWriter(store=job.store)
+    writer = catalog_writer(store=job.store)
     retry_later = attempt < int(app_setting("IMAGE_TASK_RETRIES"))
     with build_client() as client:
         outcome = download_images(

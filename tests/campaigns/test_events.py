@@ -84,7 +84,7 @@ def test_conversions_reported_by_the_store_are_attributed_to_the_click(
     vector_product, live_campaign, settings
 ):
     # Product links go to the source store's pages (another host) instead of the bundled storefront.
-    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "CATALOG_FIELDS": {"url": "url"}}
+    settings.LOOKALIKE = {"PRODUCT_FIELDS": {"url": "url"}}
     product = vector_product(unit(1, 0, 0, 0), title="Polo")
     product.url = "https://store.example/products/polo?colour=red"
     product.save()
