@@ -30,7 +30,6 @@ class CreativeForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.image_data: bytes | None = None
-        self.image_name = "creative.jpg"
         max_mb = app_setting("CREATIVE_MAX_BYTES") / 1e6
         self.fields["image"].help_text = f"JPEG, PNG, WebP or GIF, at most {max_mb:.0f} MB."
 
@@ -48,7 +47,7 @@ class CreativeForm(forms.ModelForm):
                 check_creative_image(data)
             except CreativeImageError as error:
                 raise forms.ValidationError(error.reason) from None
-            self.image_data, self.image_name = data, image.name or self.image_name
+            self.image_data = data
         return image
 
     def clean(self):
@@ -64,7 +63,6 @@ class CreativeForm(forms.ModelForm):
             except CreativeImageError as error:
                 self.add_error("image_url", error.reason)
                 return cleaned
-            self.image_name = url.rsplit("/", 1)[-1].split("?")[0][:100] or "creative.jpg"
             try:
                 check_creative_image(self.image_data)
             except CreativeImageError as error:

@@ -209,10 +209,17 @@ class ControlProduct(CampaignProduct):
         constraints = [models.UniqueConstraint(fields=["campaign", "product"], name="controlproduct_unique")]
 
 
+# Extensions a stored creative may have (services.CREATIVE_FORMATS names it from the decoded image); any
+# other name is stored as .bin, which no web server serves as a page.
+CREATIVE_EXTENSIONS = ("jpg", "png", "webp", "gif")
+
+
 def creative_image_path(instance: Creative, filename: str) -> str:
-    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "jpg"
+    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if extension not in CREATIVE_EXTENSIONS:
+        extension = "bin"
     digest = instance.sha256 or secrets.token_hex(16)
-    return f"campaigns/creatives/{digest[:2]}/{digest}.{extension[:8]}"
+    return f"campaigns/creatives/{digest[:2]}/{digest}.{extension}"
 
 
 class Creative(models.Model):

@@ -65,6 +65,17 @@ def landing_creative(*, slug: str, creative_slug: str | None = None) -> Creative
     return creatives.first()
 
 
+def campaign_creative(*, campaign: Campaign, creative_id: int) -> Creative | None:
+    """One creative of the campaign with ``active_space_id`` (without its vector), or None."""
+    active = EmbeddingSpace.objects.active().values("pk")[:1]
+    return (
+        Creative.objects.defer("vector")
+        .filter(pk=creative_id, campaign=campaign)
+        .annotate(active_space_id=models.Subquery(active))
+        .first()
+    )
+
+
 def category_subtree_ids(category_ids: Sequence[int]) -> list[int]:
     """The categories and, where the category model has a materialised path, all below them."""
     return catalog.category_subtree_ids(category_ids)

@@ -27,6 +27,7 @@ from campaigns.models import Campaign, CampaignEvent, Creative
 from lookalike.catalog import product_model, product_url
 from lookalike.conf import base_template
 from recommendations.models import EmbeddingSpace
+from recommendations.ratelimit import rate_limited
 
 # Replaced per request with the visit's UTM parameters and click ids, so one cached page serves all visits.
 PASSTHROUGH_MARKER = "__lookalike_passthrough__"
@@ -58,6 +59,7 @@ def _no_store(response: HttpResponse) -> HttpResponse:
     return response
 
 
+@rate_limited("landing", lambda: app_setting("LANDING_RATE"))
 def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -> HttpResponse:
     creative = selectors.landing_creative(slug=slug, creative_slug=creative_slug)
     campaign = creative.campaign if creative else Campaign.objects.filter(slug=slug).first()
@@ -180,6 +182,7 @@ def landing_html(
     return html
 
 
+@rate_limited("click", lambda: app_setting("CLICK_RATE"))
 def go(request: HttpRequest, slug: str, product_id: int) -> HttpResponse:
     """Count a product click and redirect to the product page, keeping UTM parameters and click ids."""
     campaign = Campaign.objects.filter(slug=slug).first()
@@ -193,18 +196,20 @@ def go(request: HttpRequest, slug: str, product_id: int) -> HttpResponse:
 
     session_key, new_session = _session_key(request)
     creative_param = request.GET.get("cr", "")
-    creative_id = (
-        Creative.objects.filter(pk=int(creative_param), campaign=campaign)
-        .values_list("pk", flat=True)
-        .first()
+    creative = (
+        selectors.campaign_creative(campaign=campaign, creative_id=int(creative_param))
         if creative_param.isdigit()
         else None
     )
-    variant = request.GET.get("v")
-    if variant not in tracking.VARIANTS:
-        variant = tracking.assign_variant(
-            campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
-        )
+    creative_id = creative.pk if creative else None
+    # The variant is the session's own (keyed) assignment, as on the landing page, never a URL parameter:
+    # the visual variant falls back while the creative has no vector in the active space.
+    variant = tracking.assign_variant(
+        campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
+    )
+    space_id = getattr(creative, "active_space_id", None)  # annotated by campaign_creative
+    if variant == tracking.VISUAL and creative and not creative.is_ready_for(space_id):
+        variant = tracking.FALLBACK
     attribution_cookie = None
     if creative_id and campaign.is_running() and not tracking.is_bot(request.headers.get("User-Agent")):
         services.record_event(
@@ -249,6 +254,7 @@ def _cors(response: HttpResponse) -> HttpResponse:
 
 
 @csrf_exempt
+@rate_limited("events", lambda: app_setting("EVENTS_RATE"))
 def events(request: HttpRequest) -> HttpResponse:
     """``POST /c/events/`` with JSON ``{"token", "kind", "product_id"?, "order_id"?}``.
 

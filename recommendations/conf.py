@@ -48,8 +48,19 @@ DEFAULTS: dict[str, Any] = {
     "NEIGHBOURS_MAX_AGE_S": 24 * 3600,
     "IMAGE_SEARCH_MAX_BYTES": 10 * 1024 * 1024,
     "IMAGE_SEARCH_MAX_PIXELS": 40_000_000,
-    # Image searches per user (or address when anonymous): each one runs the image model. None: no limit.
+    # Pixels an image search may decode: JPEGs are decoded at 1/2 to 1/8 scale and pass; PNG, WebP and GIF
+    # are decoded whole (4 bytes a pixel: 8.5 Mpx, a 4K screenshot, is 34 MB), so larger ones are refused
+    # (413) rather than cost 160 MB each (docs/benchmarks/image-search.md).
+    "IMAGE_SEARCH_MAX_DECODE_PIXELS": 8_500_000,
+    # Image searches decoding and embedding at once per machine (all web processes together); others wait up
+    # to IMAGE_SEARCH_QUEUE_S seconds, then get 503. Bounds memory and keeps the site's workers free.
+    "IMAGE_SEARCH_CONCURRENCY": 2,
+    "IMAGE_SEARCH_QUEUE_S": 10,
+    # Requests per client address (recommendations.ratelimit; "N/second|minute|hour|day", None: no limit).
+    # Image search runs the image model on every request.
     "IMAGE_SEARCH_RATE": "60/minute",
+    "SIMILAR_RATE": "600/minute",  # the similar-items API
+    "PERSONAL_RATE": "300/minute",  # /for-you/ pages, the preference game and their API
     # --- Personalisation (docs/personalisation.md) ---
     # Shopper profile of /for-you/ and the widget: "mean", "weighted", "session" or "best_score"; a page
     # may ask for another with ?strategy=. weighted honours dislikes and recency and ranks browsing sessions

@@ -791,17 +791,21 @@ def update_product_vectors(product_ids: Iterable[int], space: EmbeddingSpace) ->
 # --- query images ------------------------------------------------------------------------------------------
 
 
-def embed_query_image(data: bytes) -> tuple[EmbeddingSpace, np.ndarray]:
+def embed_query_image(
+    data: bytes, *, max_decode_pixels: int | None = None
+) -> tuple[EmbeddingSpace, np.ndarray]:
     """Embed an uploaded or fetched photo with the active space's encoder: (space, unit float32 vector).
 
-    Raises imaging.BadImage (with a reason) for a file that cannot be used, NoActiveSpace before the
-    catalog has been embedded.
+    Raises imaging.BadImage (with a reason) for a file that cannot be used (imaging.ImageTooLarge past
+    ``max_decode_pixels``, see ``imaging.load_image``), NoActiveSpace before the catalog has been embedded.
     """
     from recommendations import imaging
 
     space = get_active_space()
     if space is None:
         raise NoActiveSpace("No embedding space is active yet: run `manage.py embed_catalog` first.")
-    image = imaging.load_image(data, max_pixels=int(app_setting("IMAGE_SEARCH_MAX_PIXELS")))
+    image = imaging.load_image(
+        data, max_pixels=int(app_setting("IMAGE_SEARCH_MAX_PIXELS")), max_decode_pixels=max_decode_pixels
+    )
     vector = encoder_for_space(space).embed([image])[0]
     return space, np.asarray(vector, dtype=np.float32)

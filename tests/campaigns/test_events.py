@@ -21,9 +21,7 @@ def shopper() -> Client:
 
 
 def click_link(campaign: Campaign, product, **params: str) -> str:
-    query = "&".join(
-        [f"cr={campaign.creatives.get().pk}", "v=visual", *(f"{k}={v}" for k, v in params.items())]
-    )
+    query = "&".join([f"cr={campaign.creatives.get().pk}", *(f"{k}={v}" for k, v in params.items())])
     return f"/c/{campaign.slug}/go/{product.pk}/?{query}"
 
 
