@@ -150,6 +150,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "scraper.*": {"queue": "scrape"},
     "recommendations.embed_*": {"queue": "embeddings"},
+    "recommendations.adapt_*": {"queue": "embeddings"},
     "campaigns.embed_*": {"queue": "embeddings"},
 }
 # Tasks are idempotent, so a worker that dies mid-task must hand the message back rather than lose it.
