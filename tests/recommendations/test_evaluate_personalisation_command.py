@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from recommendations import services
 from recommendations.models import ImageEmbedding
@@ -72,3 +72,29 @@ def test_stored_vectors_are_reused_and_progress_is_shown(store, tmp_path, monkey
     }
     for index, data in enumerate(photos[:4]):
         np.testing.assert_array_equal(cached[index], stored[hashlib.sha256(data).hexdigest()])
+
+
+def test_another_labelled_set_is_read_through_its_column_names(db, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOOKALIKE_CACHE_DIR", str(tmp_path / "cache"))
+    photos = tmp_path / "brand" / "photos"
+    photos.mkdir(parents=True)
+    rows = ["image,handle,department,article_type,colour_name,md5"]
+    for i in range(10):
+        (photos / f"{i:09d}.jpg").write_bytes(jpeg_bytes((25 * i, 90, 200 - 15 * i), 64))
+        kind = "polo" if i % 2 else "shorts"
+        rows.append(f"{i:09d}.jpg,item-{i},mens,{kind},blue,digest-{i}")
+    labels = tmp_path / "brand" / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    columns = [
+        "--article-type-column", "article_type", "--colour-column", "colour_name",
+        "--sub-category-column", "department", "--master-category-column", "department", "--id-column", "",
+    ]  # fmt: skip
+    common = ["--labels", str(labels), "--images", str(photos), "--weights", "random", "--no-progress"]
+    out = io.StringIO()
+    call_command(
+        "evaluate_personalisation", *common, *columns, "--encoder", "efficientnet_lite0",
+        "--strategies", "mean", "--judges", "labels", "--targets", "2", "--skip-leave-last-out", stdout=out,
+    )  # fmt: skip
+    assert "10 distinct photos" in out.getvalue() and "Target finding: 2 hidden targets" in out.getvalue()
+    with pytest.raises(CommandError, match="has no column articleType"):
+        call_command("evaluate_personalisation", *common, "--id-column", "", "--skip-targets")

@@ -8,11 +8,12 @@ docs/personalisation.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ class _ProgressBar(tqdm):
     def update_to(self, done: int, total: int) -> None:
         self.total = total
         self.update(done - self.n)
+
+
+@contextlib.contextmanager
+def _labels_errors() -> Iterator[None]:
+    try:
+        yield
+    except ValueError as error:  # a column the labels file does not have
+        raise CommandError(str(error)) from None
 
 
 def _as_array(vector: Any) -> np.ndarray:
@@ -56,6 +65,28 @@ class Command(BaseCommand):
         parser.add_argument(
             "--data-dir", default=default_data, help="Folder holding myntra/ (LOOKALIKE_DATA_DIR)."
         )
+        parser.add_argument(
+            "--labels",
+            default=None,
+            help="Another labelled photo set: its labels CSV (default: <data-dir>/myntra/labels.csv); the "
+            "photos are in images/ beside it, or --images.",
+        )
+        parser.add_argument("--images", default=None, help="Folder of the photos the labels name.")
+        defaults = simulation.MYNTRA_COLUMNS
+        for option, help_text in (
+            ("image", "file name of the photo"),
+            ("article_type", "product type (the judge's first label; sessions browse one type + colour)"),
+            ("colour", "colour"),
+            ("sub_category", "broader group, e.g. Topwear"),
+            ("master_category", "broadest group, e.g. Apparel"),
+            ("id", "numeric id ('' to number the rows)"),
+            ("md5", "photo digest: byte-identical photos are dropped ('' to keep every row)"),
+        ):
+            parser.add_argument(
+                f"--{option.replace('_', '-')}-column",
+                default=getattr(defaults, option),
+                help=f"Labels column: {help_text}.",
+            )
         parser.add_argument("--encoder", default=app_setting("ENCODER"))
         parser.add_argument("--weights", default=app_setting("WEIGHTS"))
         parser.add_argument("--strategies", default=",".join(profiles.STRATEGIES))
@@ -109,10 +140,20 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         self._no_progress = options["no_progress"]
         data_dir = Path(options["data_dir"])
-        if not (data_dir / "myntra" / "labels.csv").exists():
+        labels_path = Path(options["labels"]) if options["labels"] else data_dir / "myntra" / "labels.csv"
+        if not labels_path.exists():
             raise CommandError(
-                f"{data_dir}/myntra/labels.csv not found: pass --data-dir or set LOOKALIKE_DATA_DIR."
+                f"{labels_path} not found: pass --labels, --data-dir or set LOOKALIKE_DATA_DIR."
             )
+        columns = simulation.LabelColumns(
+            image=options["image_column"],
+            article_type=options["article_type_column"],
+            colour=options["colour_column"],
+            sub_category=options["sub_category_column"],
+            master_category=options["master_category_column"],
+            id=options["id_column"] or None,
+            md5=options["md5_column"] or None,
+        )
         strategies = [s.strip() for s in options["strategies"].split(",") if s.strip()]
         unknown = set(strategies) - set(profiles.STRATEGIES)
         if unknown:
@@ -120,9 +161,11 @@ class Command(BaseCommand):
                 f"Unknown strategies {sorted(unknown)}: choose from {list(profiles.STRATEGIES)}."
             )
         started = time.perf_counter()
-        with self._bar("embedding photos", unit="photo") as bar:
-            data = simulation.load_myntra_vectors(
-                data_dir,
+        with self._bar("embedding photos", unit="photo") as bar, _labels_errors():
+            data = simulation.load_labelled_vectors(
+                labels_path,
+                images_dir=Path(options["images"]) if options["images"] else None,
+                columns=columns,
                 encoder_key=options["encoder"],
                 weights=options["weights"],
                 limit=options["limit"],
