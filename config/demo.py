@@ -182,6 +182,14 @@ class Child:
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of a process group, from /proc: a zombie whose parent never reaps it
     still answers kill(pid, 0)."""
+    if not Path("/proc/self/stat").exists():  # no procfs (macOS): ask the kernel about the group as a whole
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [pgid]
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
