@@ -103,7 +103,8 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
 
     @admin.display(description="Space")
     def space(self, space: EmbeddingSpace) -> str:
-        return f"{space.encoder} · {space.dimensions}-d"
+        label = f"{space.encoder} · {space.dimensions}-d"
+        return format_html('<span style="white-space:nowrap">{}</span>', label)
 
     @admin.display(description="Embedded images (done / total, failed)", ordering="_embedded")
     def progress(self, space: EmbeddingSpace) -> str:
@@ -111,7 +112,7 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
         if not counts["total"]:
             return "no images"
         return format_html(
-            '<div class="embedding-progress" data-space="{}" data-finished="{}">'
+            '<div class="embedding-progress" style="white-space:nowrap" data-space="{}" data-finished="{}">'
             '<progress value="{}" max="{}" style="width:10rem"></progress> '
             '<span data-field="done">{}</span> / <span data-field="total">{}</span>, '
             '<span data-field="failed">{}</span> failed</div>',
