@@ -96,9 +96,9 @@ def live_spaces() -> list[EmbeddingSpace]:
 _weights_by_space: dict[tuple[str, str], str] = {}
 
 
-def configured_recipe() -> dict[str, Any]:
-    """The recipe new spaces are made with: RECOMMENDATIONS['RECIPE'] ("combined" or "cnn")."""
-    if app_setting("RECIPE") == recipes.CNN:
+def configured_recipe(name: str | None = None) -> dict[str, Any]:
+    """The recipe new spaces are made with: ``name`` or RECOMMENDATIONS['RECIPE'] ("combined" or "cnn")."""
+    if (name or app_setting("RECIPE")) == recipes.CNN:
         return {}
     return recipes.combined_recipe(app_setting("RECIPE_WEIGHTS"))
 
@@ -129,10 +129,11 @@ def get_or_create_space(
     return space
 
 
-def prepare_space(encoder_key: str, weights: str) -> EmbeddingSpace:
-    """The space to fill for this encoder and weights: a retired one is building again, and with no active
-    space at all it is activated at once (a first space has no older results to stay consistent with)."""
-    space = get_or_create_space(encoder_key, weights)
+def prepare_space(encoder_key: str, weights: str, *, recipe: dict[str, Any] | None = None) -> EmbeddingSpace:
+    """The space to fill for this encoder, weights and recipe (None: the configured one): a retired one is
+    building again, and with no active space at all it is activated at once (a first space has no older
+    results to stay consistent with)."""
+    space = get_or_create_space(encoder_key, weights, recipe=recipe)
     if space.state == EmbeddingSpace.State.RETIRED:
         EmbeddingSpace.objects.filter(pk=space.pk).update(state=EmbeddingSpace.State.BUILDING)
         space.state = EmbeddingSpace.State.BUILDING
@@ -370,6 +371,7 @@ def start_reembedding(
     *,
     store_id: int | None = None,
     limit: int | None = None,
+    recipe: dict[str, Any] | None = None,
 ) -> EmbeddingSpace:
     """Embed the catalog with ``encoder_key``/``weights`` (default: the settings) in the background.
 
@@ -380,7 +382,7 @@ def start_reembedding(
 
     encoder_key = encoder_key or app_setting("ENCODER")
     weights = str(weights or app_setting("WEIGHTS"))
-    space = prepare_space(encoder_key, weights)
+    space = prepare_space(encoder_key, weights, recipe=recipe)
     transaction.on_commit(
         lambda: embed_catalog_task.delay(space_id=space.pk, store_id=store_id, limit=limit, weights=weights)
     )
