@@ -23,6 +23,11 @@ DEFAULTS: dict[str, Any] = {
     "GPU_DECODE": True,
     # Catalog images whose header declares more pixels are marked failed before any decoding.
     "MAX_IMAGE_PIXELS": 50_000_000,
+    # A worker renews the lease of the batch it embeds every third of this; a batch whose lease has run out
+    # (its worker died) is queued again by the sweeper, recommendations.requeue_expired_batches (beat).
+    "BATCH_LEASE_S": 60,
+    # A batch whose workers died this many times (an image that crashes the decoder?) is marked failed.
+    "BATCH_MAX_ATTEMPTS": 3,
     # While a new embedding space is being filled, how often it is checked for completeness (then activated).
     "REEMBED_POLL_S": 30,
     # A product's query vector: "primary" (its first image) or "mean" (mean of its images).
