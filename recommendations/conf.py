@@ -55,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
         "failure_reason": "failure_reason",
     },
     "SIMILAR_LIMIT": 8,
+    # Similar-items answers (API JSON, widget HTML) are cached per product until the catalog changes, and
+    # at most this long (changes that send no signal: QuerySet.update(), deletions). 0: no cache.
+    "SIMILAR_CACHE_S": 60,
     "SIMILAR_IN_STOCK_ONLY": True,
     "HNSW_EF_SEARCH": 100,
     "HNSW_MAX_SCAN_TUPLES": 20000,

@@ -11,7 +11,7 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from recommendations import leases, services
+from recommendations import cache, leases, services
 from recommendations.conf import app_setting
 from recommendations.models import EmbeddingSpace
 
@@ -48,7 +48,10 @@ def embed_images_task(
             space = EmbeddingSpace.objects.filter(pk=space_id).first()
             if space is None:  # deleted since the task was queued
                 return services.EmbedReport(unavailable=len(image_ids)).as_dict()
-        return services.embed_images(image_ids, space=space, weights=weights, force=force).as_dict()
+        report = services.embed_images(image_ids, space=space, weights=weights, force=force)
+        if report.embedded or report.failed:
+            cache.bump_catalog_version()  # new vectors change other products' similar items
+        return report.as_dict()
 
 
 @shared_task(name="recommendations.requeue_expired_batches")
