@@ -10,7 +10,9 @@ from shop.models import Product
 pytestmark = pytest.mark.django_db
 
 
-def test_home_page_is_cached_until_a_product_is_saved(client, make_product, django_capture_on_commit_callbacks):
+def test_home_page_is_cached_until_a_product_is_saved(
+    client, make_product, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         product = make_product(title="Blue shirt")
     assert "Blue shirt" in client.get("/").content.decode()
