@@ -30,7 +30,7 @@ lint: install
 	$(PY) -m ruff format --check .
 
 typecheck: install
-	$(PY) -m mypy config shop recommendations scraper campaigns
+	$(PY) -m mypy config shop recommendations scraper campaigns lookalike
 
 ## Start (or show) the embedded servers; `make stop` stops them.
 services: install

@@ -26,6 +26,8 @@ def setup_django(name: str) -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
     os.environ.setdefault("LOOKALIKE_TEST_DB", f"bench_{name}_{os.getpid()}")
+    # Benchmarks send thousands of requests from one address: they measure speed, not the per-address limits.
+    os.environ.setdefault("LOOKALIKE_RATE_LIMITS", "off")
     import django
 
     django.setup()

@@ -224,7 +224,11 @@ def main() -> None:
         from recommendations import simulation
 
         started = time.perf_counter()
-        data = simulation.load_myntra_vectors(Path(args.data_dir), num_threads=args.threads)
+        data = simulation.load_myntra_vectors(
+            Path(args.data_dir),
+            num_threads=args.threads,
+            cache_dir=Path(__file__).resolve().parent.parent / "var" / "cache" / "personalisation",
+        )
         print(
             f"\n{len(data):,} distinct Myntra photos, {data.encoder} ({data.weights_id}), loaded in "
             f"{time.perf_counter() - started:.1f} s"

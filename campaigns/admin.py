@@ -44,7 +44,7 @@ def embedding_state(creative: Creative) -> str:
 
 def _save_creative_form(form: CreativeForm, request: HttpRequest) -> None:
     try:
-        services.save_creative(creative=form.instance, image_data=form.image_data, file_name=form.image_name)
+        services.save_creative(creative=form.instance, image_data=form.image_data)
     except services.CreativeImageError as error:  # checked in the form already; a race with a URL change
         messages.error(request, f"{form.instance}: {error.reason}")
 
@@ -269,10 +269,32 @@ REPORT_COLUMNS = [
 ]  # fmt: skip
 
 
+# A cell starting with one of these is a formula to spreadsheet programs: "=HYPERLINK(...)" in a product
+# title from a scraped store would run when a marketer opens the export (OWASP "CSV injection").
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_safe(value: Any) -> Any:
+    """Text cells that would be read as a formula, prefixed with an apostrophe; other values unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+class SafeCsvWriter:
+    """``csv.writer`` whose text cells are never formulas."""
+
+    def __init__(self, stream: Any) -> None:
+        self._writer = csv.writer(stream)
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._writer.writerow([csv_safe(cell) for cell in row])
+
+
 def write_report_csv(stream: Any, report: selectors.CampaignReport) -> None:
     """One row per creative and variant; the lift of visual over control (with its 95 % interval) sits on
     the visual row, and an "All creatives" row carries the campaign-wide lift."""
-    writer = csv.writer(stream)
+    writer = SafeCsvWriter(stream)
     writer.writerow(REPORT_COLUMNS)
     lifts: dict[tuple[str, str], Lift | None] = {
         (row.creative_name, row.metric): row.lift for row in report.lifts
@@ -312,9 +334,10 @@ RECOMMENDED_COLUMNS = [
 def recommended_csv_response(campaigns: Iterable[Campaign], *, file_name: str) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{file_name}"'
-    writer = csv.DictWriter(response, fieldnames=RECOMMENDED_COLUMNS)
-    writer.writeheader()
-    writer.writerows(selectors.recommended_product_rows(campaigns=list(campaigns)))
+    writer = SafeCsvWriter(response)
+    writer.writerow(RECOMMENDED_COLUMNS)
+    for row in selectors.recommended_product_rows(campaigns=list(campaigns)):
+        writer.writerow([row.get(column, "") for column in RECOMMENDED_COLUMNS])
     return response
 
 

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 from campaigns.conf import DEFAULTS, app_setting
+from lookalike import checks as catalog_checks  # noqa: F401  the LOOKALIKE checks
+from recommendations.ratelimit import parse_rate
 
 _POSITIVE = (
     "CACHE_TIMEOUT_S",
@@ -42,4 +44,20 @@ def check_settings(app_configs, **kwargs) -> list[Error | Warning]:
     if app_setting("SESSION_COOKIE") == app_setting("ATTRIBUTION_COOKIE"):
         message = "CAMPAIGNS['SESSION_COOKIE'] and CAMPAIGNS['ATTRIBUTION_COOKIE'] must differ."
         problems.append(Error(message, id="campaigns.E003"))
+    for name in ("LANDING_RATE", "CLICK_RATE", "EVENTS_RATE"):
+        rate = app_setting(name)
+        try:
+            if rate is not None:
+                parse_rate(rate)
+        except (ValueError, AttributeError):
+            message = f"CAMPAIGNS[{name!r}] = {rate!r} is not a rate such as '120/minute' (or None)."
+            problems.append(Error(message, id="campaigns.E004"))
+    limits = app_setting("MAX_CONVERSIONS")
+    if limits is not None and (
+        not isinstance(limits, dict)
+        or not set(limits) <= {"add_to_cart", "purchase"}
+        or not all(value is None or (isinstance(value, int) and value >= 0) for value in limits.values())
+    ):
+        message = f"CAMPAIGNS['MAX_CONVERSIONS'] must map add_to_cart / purchase to counts, not {limits!r}."
+        problems.append(Error(message, id="campaigns.E005"))
     return problems

@@ -16,6 +16,9 @@ DEFAULTS: dict[str, Any] = {
     "DEDUP_WINDOW_S": 30 * 60,
     # How long after a click an add-to-cart or purchase is still credited to the campaign.
     "ATTRIBUTION_MAX_AGE_S": 7 * 24 * 3600,
+    # At most this many add-to-carts and purchases (different order ids) are credited to one click's
+    # attribution token; more are answered "not recorded". None: no limit.
+    "MAX_CONVERSIONS": {"add_to_cart": 20, "purchase": 3},
     # First-party cookies: a random anonymous session key and the signed attribution of the last click.
     "SESSION_COOKIE": "lk_sid",
     "SESSION_COOKIE_MAX_AGE_S": 90 * 24 * 3600,
@@ -52,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     # Hosts exempt from the guarded client's private-address refusal (tests use {"127.0.0.1"}).
     "FETCH_ALLOW_HOSTS": [],
     "FETCH_TIMEOUT_S": 10.0,
+    # Requests per client address (recommendations.ratelimit; "N/second|minute|hour|day", None: no limit).
+    "LANDING_RATE": "300/minute",
+    "CLICK_RATE": "120/minute",
+    "EVENTS_RATE": "120/minute",
     # Seconds between two re-queues of the embedding of a creative that is not ready.
     "REQUEUE_INTERVAL_S": 300,
 }

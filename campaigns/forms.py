@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from django import forms
-from django.apps import apps
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.text import slugify
 
 from campaigns.conf import app_setting
-from campaigns.models import CATEGORY_MODEL, STORE_MODEL, Campaign, Creative
+from campaigns.models import Campaign, Creative
 from campaigns.services import CreativeImageError, check_creative_image, fetch_creative_image
+from lookalike import catalog
 
 
 class CreativeForm(forms.ModelForm):
@@ -30,7 +30,6 @@ class CreativeForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.image_data: bytes | None = None
-        self.image_name = "creative.jpg"
         max_mb = app_setting("CREATIVE_MAX_BYTES") / 1e6
         self.fields["image"].help_text = f"JPEG, PNG, WebP or GIF, at most {max_mb:.0f} MB."
 
@@ -48,7 +47,7 @@ class CreativeForm(forms.ModelForm):
                 check_creative_image(data)
             except CreativeImageError as error:
                 raise forms.ValidationError(error.reason) from None
-            self.image_data, self.image_name = data, image.name or self.image_name
+            self.image_data = data
         return image
 
     def clean(self):
@@ -64,7 +63,6 @@ class CreativeForm(forms.ModelForm):
             except CreativeImageError as error:
                 self.add_error("image_url", error.reason)
                 return cleaned
-            self.image_name = url.rsplit("/", 1)[-1].split("?")[0][:100] or "creative.jpg"
             try:
                 check_creative_image(self.image_data)
             except CreativeImageError as error:
@@ -96,11 +94,9 @@ class BulkUploadForm(forms.Form):
     archive = forms.FileField(
         help_text="A ZIP archive of ad images; each becomes a campaign named after its file."
     )
-    store = forms.ModelChoiceField(
-        queryset=apps.get_model(STORE_MODEL)._default_manager.all(), required=False
-    )
+    store = forms.ModelChoiceField(queryset=catalog.store_model()._default_manager.all(), required=False)
     categories = forms.ModelMultipleChoiceField(
-        queryset=apps.get_model(CATEGORY_MODEL)._default_manager.all(), required=False
+        queryset=catalog.category_model()._default_manager.all(), required=False
     )
     min_price = forms.DecimalField(required=False, max_digits=12, decimal_places=2)
     max_price = forms.DecimalField(required=False, max_digits=12, decimal_places=2)

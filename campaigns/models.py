@@ -1,9 +1,8 @@
 """Ad campaigns: creatives, the landing pages they lead to, and what shoppers did there.
 
 A campaign holds one or more creatives (ad variants); each creative gets its own landing page of the
-in-stock products that look most like it. The catalog models are the ones the recommendation apps use
-(``RECOMMENDATIONS_PRODUCT_MODEL``); stores and categories are ``CAMPAIGNS_STORE_MODEL`` /
-``CAMPAIGNS_CATEGORY_MODEL`` (default: the bundled shop's).
+in-stock products that look most like it. Products, stores and categories are the
+catalog's (``LOOKALIKE``, see docs/plugin.md).
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ from django.utils import timezone
 from pgvector.django import HalfVectorField
 
 from campaigns.querysets import CampaignEventQuerySet, CampaignQuerySet
+from lookalike.conf import model_label
 
-PRODUCT_MODEL = getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
-STORE_MODEL = getattr(settings, "CAMPAIGNS_STORE_MODEL", "shop.Store")
-CATEGORY_MODEL = getattr(settings, "CAMPAIGNS_CATEGORY_MODEL", "shop.Category")
+PRODUCT_MODEL = model_label("PRODUCT_MODEL")
+STORE_MODEL = model_label("STORE_MODEL")
+CATEGORY_MODEL = model_label("CATEGORY_MODEL")
 
 # Path segments used by the campaign URLs themselves (/c/events/, /c/<slug>/go/<id>/).
 RESERVED_SLUGS = frozenset({"events", "go"})
@@ -209,10 +209,17 @@ class ControlProduct(CampaignProduct):
         constraints = [models.UniqueConstraint(fields=["campaign", "product"], name="controlproduct_unique")]
 
 
+# Extensions a stored creative may have (services.CREATIVE_FORMATS names it from the decoded image); any
+# other name is stored as .bin, which no web server serves as a page.
+CREATIVE_EXTENSIONS = ("jpg", "png", "webp", "gif")
+
+
 def creative_image_path(instance: Creative, filename: str) -> str:
-    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "jpg"
+    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if extension not in CREATIVE_EXTENSIONS:
+        extension = "bin"
     digest = instance.sha256 or secrets.token_hex(16)
-    return f"campaigns/creatives/{digest[:2]}/{digest}.{extension[:8]}"
+    return f"campaigns/creatives/{digest[:2]}/{digest}.{extension}"
 
 
 class Creative(models.Model):

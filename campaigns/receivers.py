@@ -1,6 +1,6 @@
 """Signal receivers on the catalog: a stock change invalidates cached landing pages.
 
-Connected to whatever product model the recommendation apps use (``recommendations.catalog``), so the
+Connected to whatever product model the catalog uses (``lookalike.catalog``), so the
 catalog app never imports this one. Cheap on purpose: the value of the stock field is remembered when a
 product is loaded, and the global catalog version is bumped (after commit) only when it really changed.
 Bulk ``QuerySet.update()`` sends no signals and deletions are not listened to (a ``post_delete`` receiver
@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models.signals import post_init, post_save
 
 from campaigns.services import bump_catalog_version
-from recommendations.catalog import product_field, product_model
+from lookalike.catalog import product_field, product_model
 
 _SNAPSHOT = "_campaigns_stock_snapshot"
 _UNKNOWN = object()

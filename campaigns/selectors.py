@@ -1,6 +1,6 @@
 """Reads: the products of a landing page, campaign reports and recommended-URL exports.
 
-The catalog is reached only through ``recommendations.catalog`` and the visual ranking only through
+The catalog is reached only through ``lookalike.catalog`` and the visual ranking only through
 ``recommendations.selectors.products_near_vector``.
 """
 
@@ -13,21 +13,12 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.apps import apps
 from django.db import connection, models
 
 from campaigns import stats
-from campaigns.models import CATEGORY_MODEL, Campaign, CampaignEvent, Creative
+from campaigns.models import Campaign, CampaignEvent, Creative
 from campaigns.tracking import CONTROL, FALLBACK, VISUAL
-from recommendations.catalog import (
-    has_field,
-    image_field,
-    image_model,
-    product_field,
-    product_model,
-    product_url,
-    product_value,
-)
+from lookalike import catalog
 from recommendations.models import EmbeddingSpace
 from recommendations.selectors import ProductFilter, products_near_vector
 
@@ -48,7 +39,7 @@ class LandingItem:
     @property
     def url(self) -> str:
         """The product page (the landing page links through the click counter instead)."""
-        return product_url(self.product)
+        return catalog.product_url(self.product)
 
 
 def active_space() -> EmbeddingSpace | None:
@@ -74,20 +65,20 @@ def landing_creative(*, slug: str, creative_slug: str | None = None) -> Creative
     return creatives.first()
 
 
+def campaign_creative(*, campaign: Campaign, creative_id: int) -> Creative | None:
+    """One creative of the campaign with ``active_space_id`` (without its vector), or None."""
+    active = EmbeddingSpace.objects.active().values("pk")[:1]
+    return (
+        Creative.objects.defer("vector")
+        .filter(pk=creative_id, campaign=campaign)
+        .annotate(active_space_id=models.Subquery(active))
+        .first()
+    )
+
+
 def category_subtree_ids(category_ids: Sequence[int]) -> list[int]:
-    """The categories and, where the category model has a materialised ``path``, all below them."""
-    if not category_ids:
-        return []
-    model = apps.get_model(CATEGORY_MODEL)
-    if not has_field(model, "path"):
-        return list(category_ids)
-    paths = list(model._default_manager.filter(pk__in=category_ids).values_list("path", flat=True))
-    if not paths:
-        return list(category_ids)
-    q = models.Q()
-    for path in paths:
-        q |= models.Q(path__startswith=path)
-    return list(model._default_manager.filter(q).values_list("pk", flat=True))
+    """The categories and, where the category model has a materialised path, all below them."""
+    return catalog.category_subtree_ids(category_ids)
 
 
 def campaign_filter(
@@ -111,7 +102,7 @@ def campaign_filter(
 
 
 def _filtered_products(filters: ProductFilter) -> models.QuerySet:
-    return product_model()._default_manager.filter(filters.product_q())
+    return catalog.products().filter(filters.product_q())
 
 
 def creative_vector(creative: Creative) -> np.ndarray:
@@ -161,7 +152,7 @@ def landing_items(
         raise ValueError(f"unknown variant {variant!r}")
     missing = [pk for pk in ids if pk not in products]
     if missing:
-        products.update(product_model()._default_manager.in_bulk(missing))
+        products.update(catalog.products(read=("title", "price", "currency")).in_bulk(missing))
     images = primary_image_urls(list(products))
     items = []
     for pk in ids:
@@ -172,10 +163,10 @@ def landing_items(
             LandingItem(
                 product_id=pk,
                 product=product,
-                title=str(product_value(product, "title", "") or product),
+                title=str(catalog.role_value(product, "title", "") or product),
                 image_url=images.get(pk, ""),
-                price=product_value(product, "price"),
-                currency=str(getattr(product, "currency", "") or ""),
+                price=catalog.role_value(product, "price"),
+                currency=str(catalog.role_value(product, "currency", "") or ""),
                 score=scores.get(pk),
                 pinned=pk in pinned,
             )
@@ -204,31 +195,13 @@ def control_product_ids(*, campaign: Campaign, filters: ProductFilter, limit: in
 
 def primary_image_urls(product_ids: Sequence[int]) -> dict[int, str]:
     """The URL of each product's first image, in one query."""
-    if not product_ids:
-        return {}
-    product_fk, file_field, position = (
-        image_field("product") or "product",
-        image_field("image") or "image",
-        image_field("position"),
-    )
-    rows = (
-        image_model()
-        ._default_manager.filter(**{f"{product_fk}__in": list(product_ids)})
-        .exclude(**{file_field: ""})
-        .order_by(product_fk, *([position] if position else []), "pk")
-    )
-    urls: dict[int, str] = {}
-    for image in rows:
-        product_id = getattr(image, f"{product_fk}_id")
-        if product_id not in urls:
-            urls[product_id] = getattr(image, file_field).url
-    return urls
+    return {pk: file.url for pk, file in catalog.primary_images(list(product_ids)).items()}
 
 
 def available_count(product_ids: Sequence[int], *, in_stock_only: bool) -> int:
     """How many of these products still exist (and are in stock, when asked and the catalog tracks stock)."""
-    qs = product_model()._default_manager.filter(pk__in=list(product_ids))
-    in_stock = product_field("in_stock")
+    qs = catalog.products().filter(pk__in=list(product_ids))
+    in_stock = catalog.role_lookup("in_stock")
     if in_stock_only and in_stock:
         qs = qs.filter(**{in_stock: True})
     return qs.count()

@@ -20,7 +20,8 @@ from django.utils.text import slugify
 from campaigns import tracking
 from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
-from recommendations.catalog import product_model
+from lookalike.catalog import product_model
+from recommendations.ratelimit import increment
 from scraper.parsers.image_folder import ImageRejected, inspect_image
 
 logger = logging.getLogger(__name__)
@@ -69,10 +70,27 @@ def bump_campaign_version(campaign_id: int) -> None:
 # --- Creative images ----------------------------------------------------------------------------------
 
 
-def check_creative_image(data: bytes) -> tuple[int, int]:
-    """Refuse what cannot be a creative (too large, not an image, corrupt, too many pixels).
+# The formats a creative may have, with the extension it is stored under (docs/campaigns.md). The name of
+# an uploaded file, a URL's path or a ZIP entry says nothing: the stored file's name and extension, and so
+# the type it is served as, come from the decoded image alone, so "ad.html" holding a PNG is served as PNG.
+CREATIVE_FORMATS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 
-    Returns (width, height); raises ``CreativeImageError``."""
+
+@dataclass(frozen=True)
+class CreativeImage:
+    width: int
+    height: int
+    content_type: str
+
+    @property
+    def extension(self) -> str:
+        return CREATIVE_FORMATS[self.content_type]
+
+
+def check_creative_image(data: bytes) -> CreativeImage:
+    """Refuse what cannot be a creative (too large, not a JPEG, PNG, WebP or GIF, corrupt, too many pixels).
+
+    Raises ``CreativeImageError``."""
     max_bytes = app_setting("CREATIVE_MAX_BYTES")
     if not data:
         raise CreativeImageError("The file is empty.")
@@ -84,7 +102,10 @@ def check_creative_image(data: bytes) -> tuple[int, int]:
         info = inspect_image(data, max_pixels=app_setting("CREATIVE_MAX_PIXELS"), decode=True)
     except ImageRejected as error:
         raise CreativeImageError(f"This is not a usable image: {str(error).rstrip('.')}.") from None
-    return info.width, info.height
+    if info.content_type not in CREATIVE_FORMATS:
+        kind = info.content_type.removeprefix("image/").upper()
+        raise CreativeImageError(f"{kind} images cannot be creatives: use JPEG, PNG, WebP or GIF.")
+    return CreativeImage(width=info.width, height=info.height, content_type=info.content_type)
 
 
 def fetch_creative_image(url: str) -> bytes:
@@ -114,28 +135,25 @@ def fetch_creative_image(url: str) -> bytes:
         raise CreativeImageError(f"The image could not be fetched: {error.reason.rstrip('.')}.") from None
 
 
-def save_creative(
-    *, creative: Creative, image_data: bytes | None = None, file_name: str = "creative.jpg"
-) -> Creative:
+def save_creative(*, creative: Creative, image_data: bytes | None = None) -> Creative:
     """Save a creative and queue its embedding when its image is new or changed.
 
-    ``image_data``: new image bytes (already checked with ``check_creative_image``). Without it, an
-    uncommitted file on ``creative.image`` is read; with neither, an ``image_url`` is fetched when the
-    creative has no image yet. Raises ``CreativeImageError``.
+    ``image_data``: new image bytes. Without it, an uncommitted file on ``creative.image`` is read; with
+    neither, an ``image_url`` is fetched when the creative has no image yet. The image is checked here
+    whichever way it came, and stored as ``<sha256>.<extension of its decoded format>``. Raises
+    ``CreativeImageError``.
     """
     # An upload assigned to the field but not stored yet (the admin form's file) is read here.
     uncommitted = bool(creative.image) and not getattr(creative.image, "_committed", True)
     if image_data is None and uncommitted:
         creative.image.seek(0)
         image_data = creative.image.read()
-        file_name = creative.image.name or file_name
     if image_data is None and not creative.image and creative.image_url:
         image_data = fetch_creative_image(creative.image_url)
-        file_name = creative.image_url.rsplit("/", 1)[-1].split("?")[0] or file_name
     if image_data is None and not creative.image:
         raise CreativeImageError("Upload an image or give its URL.")
     if image_data is not None:
-        check_creative_image(image_data)
+        checked = check_creative_image(image_data)
         digest = hashlib.sha256(image_data).hexdigest()
         if digest != creative.sha256 or not creative.image or uncommitted:
             creative.sha256 = digest
@@ -144,7 +162,7 @@ def save_creative(
             creative.vector = None
             creative.space = None
             creative.embedded_at = None
-            creative.image.save(file_name, ContentFile(image_data), save=False)
+            creative.image.save(f"{digest}.{checked.extension}", ContentFile(image_data), save=False)
     if not creative.slug:
         creative.slug = unique_creative_slug(creative)
     with transaction.atomic():
@@ -153,6 +171,28 @@ def save_creative(
     if creative.embedding_status == Creative.EmbeddingStatus.PENDING:
         queue_creative_embedding(creative.pk)
     return creative
+
+
+def rename_creative_files() -> list[tuple[str, str]]:
+    """Store again, as ``<sha256>.<extension of its decoded format>``, every creative file whose name says
+    otherwise (files uploaded before names came from the content: ``<sha256>.html`` holding a PNG would be
+    served as a page). Content that is no accepted image gets ``.bin``. Returns (old name, new name) pairs."""
+    from scraper.parsers.image_folder import sniff_image_type
+
+    renamed: list[tuple[str, str]] = []
+    for creative in Creative.objects.exclude(image="").only("pk", "image", "sha256").iterator():
+        old_name = creative.image.name
+        with creative.image.open("rb") as stream:
+            data = stream.read()
+        extension = CREATIVE_FORMATS.get(sniff_image_type(data) or "", "bin")
+        if old_name.endswith(f".{extension}"):
+            continue
+        digest = creative.sha256 or hashlib.sha256(data).hexdigest()
+        creative.image.save(f"{digest}.{extension}", ContentFile(data), save=False)
+        Creative.objects.filter(pk=creative.pk).update(image=creative.image.name)
+        creative.image.storage.delete(old_name)
+        renamed.append((old_name, creative.image.name))
+    return renamed
 
 
 def unique_creative_slug(creative: Creative) -> str:
@@ -244,9 +284,12 @@ def record_event(
     product_id: int | None = None,
     utm: dict[str, str] | None = None,
     dedup_extra: str = "",
+    cap: tuple[str, int] | None = None,
 ) -> bool:
     """Store one event unless the same one (session, creative, kind, product) was stored within
     ``DEDUP_WINDOW_S``; True when stored. The window starts at the first event (a Valkey SET NX).
+    ``cap``: (counter key, most events): events past the count stay unstored (counted atomically for the
+    attribution window).
 
     Raises ``UnknownProduct`` when ``product_id`` is not in the catalog.
     """
@@ -255,6 +298,11 @@ def record_event(
     )
     if not cache.add(key, 1, timeout=app_setting("DEDUP_WINDOW_S")):
         return False
+    if cap is not None:
+        counter_key, most = cap
+        count, _ = increment(cache.make_and_validate_key(counter_key), app_setting("ATTRIBUTION_MAX_AGE_S"))
+        if count > most:
+            return False
     values = {
         "campaign_id": campaign_id,
         "creative_id": creative_id,
@@ -321,6 +369,9 @@ def record_conversion(*, request: HttpRequest, kind: str, product: Any = None, o
 def record_attributed_event(
     *, attribution: tracking.Attribution, kind: str, product_id: int | None, order_id: str = ""
 ) -> bool:
+    """Record a conversion credited to a click; False for a repeat, or past ``MAX_CONVERSIONS[kind]`` for the
+    click (a token is a bearer credential: one leaked token must not count a hundred purchases)."""
+    limit = (app_setting("MAX_CONVERSIONS") or {}).get(kind)
     try:
         return record_event(
             campaign_id=attribution.campaign_id,
@@ -330,6 +381,7 @@ def record_attributed_event(
             session_key=attribution.session_key,
             product_id=product_id,
             dedup_extra=str(order_id)[:100],
+            cap=None if limit is None else (tracking.conversions_key(attribution, kind), int(limit)),
         )
     except IntegrityError:  # the campaign or creative was deleted since the click
         return False
@@ -384,9 +436,7 @@ def create_campaigns_from_zip(
             if categories:
                 campaign.categories.set(categories)
             creative = Creative(campaign=campaign, name=record.title[:200], slug="ad")
-            save_creative(
-                creative=creative, image_data=image.content, file_name=image.name.rsplit("/", 1)[-1]
-            )
+            save_creative(creative=creative, image_data=image.content)
         result.created.append(campaign)
     return result
 

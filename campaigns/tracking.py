@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from django.conf import settings
 from django.core import signing
 
 from campaigns.conf import app_setting
@@ -25,6 +27,7 @@ FALLBACK = "fallback"
 VARIANTS = (VISUAL, CONTROL, FALLBACK)
 
 _TOKEN_SALT = "campaigns.attribution"
+_ASSIGNMENT_SALT = "campaigns.assignment"
 _SESSION_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _MAX_PARAM_CHARS = 500
 _MAX_PARAMS = 20
@@ -54,8 +57,13 @@ def valid_session_key(value: str | None) -> str | None:
 
 
 def assignment_bucket(*, campaign_id: int, session_key: str) -> int:
-    """A stable number in [0, 10000) for this session in this campaign (independent across campaigns)."""
-    digest = hashlib.sha256(f"{campaign_id}:{session_key}".encode()).digest()
+    """A stable number in [0, 10000) for this session in this campaign (independent across campaigns).
+
+    Keyed with SECRET_KEY: a session key is chosen by whoever sends the cookie, and with a public hash one
+    could pick keys that all fall into the control group and click for it.
+    """
+    key = f"{_ASSIGNMENT_SALT}:{settings.SECRET_KEY}".encode()
+    digest = hmac.new(key, f"{campaign_id}:{session_key}".encode(), hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "big") % _BUCKETS
 
 
@@ -79,7 +87,7 @@ def passthrough_params(query: Mapping[str, str] | Iterable[tuple[str, str]]) -> 
     for name, value in items:
         if name in seen or not (name.startswith("utm_") or name in click_ids):
             continue
-        if len(name) > 64 or not value:
+        if len(name) > 64 or not value or "\x00" in value:  # PostgreSQL stores no NUL characters
             continue
         seen.add(name)
         kept.append((name, str(value)[:_MAX_PARAM_CHARS]))
@@ -140,6 +148,12 @@ def read_attribution_token(token: str, *, max_age_s: float | None = None) -> Att
         )
     except (TypeError, ValueError):
         raise signing.BadSignature("malformed attribution token") from None
+
+
+def conversions_key(attribution: Attribution, kind: str) -> str:
+    """The counter of ``kind`` events credited to one click's attribution (CAMPAIGNS["MAX_CONVERSIONS"])."""
+    raw = f"{attribution.campaign_id}|{attribution.creative_id}|{attribution.session_key}|{kind}"
+    return "campaigns:conversions:" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
 def dedup_key(

@@ -18,13 +18,16 @@ from django.http import (
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
 
 from campaigns import selectors, services, tracking
 from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
-from recommendations.catalog import product_model, product_url
+from lookalike.catalog import product_model, product_url
+from lookalike.conf import base_template
 from recommendations.models import EmbeddingSpace
+from recommendations.ratelimit import rate_limited
 
 # Replaced per request with the visit's UTM parameters and click ids, so one cached page serves all visits.
 PASSTHROUGH_MARKER = "__lookalike_passthrough__"
@@ -56,6 +59,7 @@ def _no_store(response: HttpResponse) -> HttpResponse:
     return response
 
 
+@rate_limited("landing", lambda: app_setting("LANDING_RATE"))
 def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -> HttpResponse:
     creative = selectors.landing_creative(slug=slug, creative_slug=creative_slug)
     campaign = creative.campaign if creative else Campaign.objects.filter(slug=slug).first()
@@ -84,9 +88,10 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
         if variant == tracking.VISUAL:
             variant = tracking.FALLBACK
 
-    html = landing_html(
+    parts = landing_html(
         campaign=campaign, creative=creative, variant=variant, space_id=space_id, preview=preview
     )
+    html = render_landing_page(request, parts)
     query = escape("&" + urlencode(params)) if params else ""
     response = HttpResponse(html.replace(PASSTHROUGH_MARKER, query))
     if not preview and not tracking.is_bot(request.headers.get("User-Agent")):
@@ -103,6 +108,26 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
     return _no_store(response)
 
 
+# The cached page is the landing template's blocks, rendered for nobody in particular; the shop's layout
+# around them (a basket, a signed-in user, a CSRF token) is rendered per request.
+PART_SEPARATOR = "<!--lookalike:part-->"
+
+
+def render_landing_page(request: HttpRequest, parts: str) -> str:
+    title, head, content = parts.split(PART_SEPARATOR)
+    return render_to_string(
+        "campaigns/landing_page.html",
+        {
+            "base_template": base_template(),
+            # Rendered by the landing template, which escapes what it shows; not request data.
+            "title_html": mark_safe(title),
+            "head_html": mark_safe(head),
+            "content_html": mark_safe(content),
+        },
+        request=request,
+    )
+
+
 def landing_cache_key(*, campaign: Campaign, creative: Creative, variant: str, space_id: int | None) -> str:
     """Changes with the campaign, the creative (and its vector), the variant and the active space. The
     catalog's stock version is stored with the page instead, so one round trip fetches both."""
@@ -115,9 +140,9 @@ def landing_cache_key(*, campaign: Campaign, creative: Creative, variant: str, s
 def landing_html(
     *, campaign: Campaign, creative: Creative, variant: str, space_id: int | None, preview: bool
 ) -> str:
-    """The page, from the cache when the catalog's stock has not changed since and its products are all still
-    available; fallback pages and previews are never cached (they change as soon as the creative is embedded,
-    or as the marketer edits)."""
+    """The page's blocks (``render_landing_page`` puts them in the shop's layout), from the cache when the
+    catalog's stock has not changed since and its products are all still available; fallback pages and
+    previews are never cached (they change as soon as the creative is embedded, or as the marketer edits)."""
     cacheable = not preview and variant != tracking.FALLBACK
     key = landing_cache_key(campaign=campaign, creative=creative, variant=variant, space_id=space_id)
     version = None
@@ -148,6 +173,7 @@ def landing_html(
             "preview": preview,
             "passthrough": PASSTHROUGH_MARKER,
             "home_url": app_setting("FALLBACK_URL"),
+            "base_template": "campaigns/_landing_parts.html",
         },
     )
     if cacheable:
@@ -156,6 +182,7 @@ def landing_html(
     return html
 
 
+@rate_limited("click", lambda: app_setting("CLICK_RATE"))
 def go(request: HttpRequest, slug: str, product_id: int) -> HttpResponse:
     """Count a product click and redirect to the product page, keeping UTM parameters and click ids."""
     campaign = Campaign.objects.filter(slug=slug).first()
@@ -169,18 +196,20 @@ def go(request: HttpRequest, slug: str, product_id: int) -> HttpResponse:
 
     session_key, new_session = _session_key(request)
     creative_param = request.GET.get("cr", "")
-    creative_id = (
-        Creative.objects.filter(pk=int(creative_param), campaign=campaign)
-        .values_list("pk", flat=True)
-        .first()
+    creative = (
+        selectors.campaign_creative(campaign=campaign, creative_id=int(creative_param))
         if creative_param.isdigit()
         else None
     )
-    variant = request.GET.get("v")
-    if variant not in tracking.VARIANTS:
-        variant = tracking.assign_variant(
-            campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
-        )
+    creative_id = creative.pk if creative else None
+    # The variant is the session's own (keyed) assignment, as on the landing page, never a URL parameter:
+    # the visual variant falls back while the creative has no vector in the active space.
+    variant = tracking.assign_variant(
+        campaign_id=campaign.pk, session_key=session_key, control_share_pct=campaign.control_share_pct
+    )
+    space_id = getattr(creative, "active_space_id", None)  # annotated by campaign_creative
+    if variant == tracking.VISUAL and creative and not creative.is_ready_for(space_id):
+        variant = tracking.FALLBACK
     attribution_cookie = None
     if creative_id and campaign.is_running() and not tracking.is_bot(request.headers.get("User-Agent")):
         services.record_event(
@@ -225,6 +254,7 @@ def _cors(response: HttpResponse) -> HttpResponse:
 
 
 @csrf_exempt
+@rate_limited("events", lambda: app_setting("EVENTS_RATE"))
 def events(request: HttpRequest) -> HttpResponse:
     """``POST /c/events/`` with JSON ``{"token", "kind", "product_id"?, "order_id"?}``.
 

@@ -39,6 +39,16 @@ def choose_encoder() -> dict[str, str]:
         return {"LOOKALIKE_ENCODER": "efficientnet_lite0", "LOOKALIKE_WEIGHTS": "DEFAULT"}
 
 
+def demo_secret_key() -> str:
+    """A random key of this checkout's own, kept under var/ so that sessions survive a restart."""
+    key_file = ROOT / "var" / "demo-secret-key.txt"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
 def ensure_admin() -> tuple[str, str]:
     from django.contrib.auth import get_user_model
 
@@ -91,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # The settings default to production; the demo runs on this machine only and turns development on.
+    os.environ.setdefault("DJANGO_DEBUG", "true")
+    os.environ.setdefault("DJANGO_SECRET_KEY", demo_secret_key())
     say("Starting the embedded PostgreSQL and Valkey (or using DATABASE_URL / REDIS_URL)")
     import django
 

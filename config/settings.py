@@ -1,13 +1,15 @@
-"""Settings for the Lookalike demo store and for tests.
+"""Settings of a Lookalike site: production by default; `make demo` and the tests turn development on.
 
-Every value that differs between machines comes from the environment (see README "Settings"). With no
-``DATABASE_URL`` / ``REDIS_URL`` the embedded PostgreSQL and Valkey from ``config.embedded`` are used.
+Every value that differs between machines comes from the environment (see README "Settings" and
+docs/deployment.md "Security"). With no ``DATABASE_URL`` / ``REDIS_URL`` the embedded PostgreSQL and Valkey
+from ``config.embedded`` are used.
 """
 
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from config import embedded
 
@@ -18,12 +20,55 @@ def env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
 
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-development-key-change-me")
-DEBUG = env_bool("DJANGO_DEBUG", True)
-ALLOWED_HOSTS = [
-    h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h
-]
-CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}.") from None
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# --- Security: production is the default (docs/deployment.md, "Security") ------------------------------
+# DEBUG shows settings, including database and broker passwords, on every error page: only on when asked
+# for (`make demo` and the tests do; so may a developer's own machine).
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        # Sessions, CSRF tokens and campaign attribution tokens are signed with it: a public default would
+        # let anyone forge them.
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it to a long random value kept secret, the same on every "
+            "web and worker machine (python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
+            "or set DJANGO_DEBUG=true on a development machine."
+        )
+    SECRET_KEY = "insecure-development-key-never-in-production"
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+# HTTPS. Behind a proxy or load balancer that terminates TLS, DJANGO_TRUSTED_PROXIES says how many of them
+# stand in front of Django: then (and only then) X-Forwarded-Proto tells Django a request came over HTTPS,
+# and the client's address is read from X-Forwarded-For, that many hops from the right.
+TRUSTED_PROXIES = env_int("DJANGO_TRUSTED_PROXIES", 0)
+if TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Browsers remember HSTS for this long: turn it on once HTTPS works for good (31536000 = one year).
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# Per-address limits of the public endpoints (recommendations.ratelimit): off only for load tests.
+RATE_LIMITS_ENABLED = env_bool("LOOKALIKE_RATE_LIMITS", True)
+# Django answers /media/ itself only when asked to (the demo, a single-machine setup): files are served
+# with nosniff and a sandboxing Content-Security-Policy. Normally the web server does it (docs/deployment.md).
+SERVE_MEDIA = env_bool("DJANGO_SERVE_MEDIA", DEBUG)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -44,6 +89,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.RejectNulBytesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -120,8 +166,6 @@ CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Tasks defined outside a tasks.py module.
-CELERY_IMPORTS = ["recommendations.interactions"]
 # `celery -A config beat`: forget anonymous shoppers' interactions older than PROFILE_MAX_AGE_S.
 # The sweepers requeue work whose worker died (expired leases: SCRAPER["STALE_JOB_S"],
 # RECOMMENDATIONS["BATCH_LEASE_S"]); recovery takes at most a lease plus this interval.
@@ -139,6 +183,10 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": SWEEP_INTERVAL_S},
     },
 }
+
+# Password logins (the admin's included) are throttled per address and username: config/auth.py.
+AUTHENTICATION_BACKENDS = ["config.auth.ThrottledModelBackend"]
+LOGIN_THROTTLE = {"MAX_FAILURES": 10, "MAX_FAILURES_PER_ADDRESS": 50, "LOCKOUT_S": 15 * 60}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -162,6 +210,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 24,
+    # DRF's own idea of the client address agrees with recommendations.ratelimit.client_ip.
+    "NUM_PROXIES": TRUSTED_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lookalike API",
@@ -170,9 +220,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- The plugin apps ----------------------------------------------------------------------------------
-# The catalog the recommendation apps read. Point these at your own models to use your shop's catalog.
-RECOMMENDATIONS_PRODUCT_MODEL = os.environ.get("RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
-RECOMMENDATIONS_IMAGE_MODEL = os.environ.get("RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage")
+# The catalog all three apps read and write (lookalike/conf.py; docs/plugin.md). Empty: the bundled shop.
+LOOKALIKE: dict[str, object] = {}
 RECOMMENDATIONS: dict[str, object] = {
     "ENCODER": os.environ.get("LOOKALIKE_ENCODER", "resnet50"),
     "WEIGHTS": os.environ.get("LOOKALIKE_WEIGHTS", "DEFAULT"),

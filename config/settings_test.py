@@ -13,6 +13,8 @@ from pathlib import Path
 RUN_ID = os.environ.setdefault("LOOKALIKE_TEST_RUN_ID", str(os.getpid()))
 os.environ.setdefault("LOOKALIKE_TEST_DB", f"test_lookalike_{RUN_ID}")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test-{RUN_ID}")
+# Production refuses to start without a secret key; tests (and the worker they start) use a fixed one.
+os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-test-key-never-in-production")
 
 from config.settings import *  # noqa: E402,F403
 from config.settings import CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES  # noqa: E402
@@ -27,6 +29,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 MEDIA_ROOT = Path(tempfile.gettempdir()) / f"lookalike-test-media-{RUN_ID}"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEBUG = False
+# The test client and the browser talk plain HTTP to 127.0.0.1; media is served by Django (with nosniff).
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+SERVE_MEDIA = True
 
 # The encoder that works offline with real ImageNet weights; tests of mechanics ask for "random" explicitly.
 RECOMMENDATIONS = {

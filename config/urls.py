@@ -1,17 +1,33 @@
 from django.conf import settings
-from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from config.auth import ThrottledAdminLoginForm
+from recommendations.ratelimit import AddressRateThrottle
+
+admin.site.login_form = ThrottledAdminLoginForm
+
+
+class SchemaThrottle(AddressRateThrottle):
+    """The OpenAPI schema is generated on every request (tens of milliseconds of CPU): public, so limited."""
+
+    scope = "api-schema"
+
+    def get_rate(self) -> str | None:
+        return getattr(settings, "API_SCHEMA_RATE", "30/minute")
+
+
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/schema/", SpectacularAPIView.as_view(throttle_classes=[SchemaThrottle]), name="api-schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("recommendations.urls")),
     path("", include("campaigns.urls")),
     path("", include("shop.urls")),
 ]
 
-if settings.DEBUG:
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+if settings.SERVE_MEDIA:
+    from config.media import media_urlpatterns
+
+    urlpatterns += media_urlpatterns()

@@ -19,7 +19,8 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from recommendations import catalog, services
+from lookalike import catalog
+from recommendations import services
 from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding
 
 EMBEDDED, FAILED = ImageEmbedding.Status.EMBEDDED, ImageEmbedding.Status.FAILED
@@ -83,7 +84,12 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
         done, total = space._embedded + space._failed, space._catalog_images  # type: ignore[attr-defined]
         return f"{done:,} of {total:,}" if total else "no images"
 
-    @admin.action(description="Activate: queries use this space (only when it holds every image)")
+    # Actions change what the shop serves: a view-only user must not see or run them (Django offers an
+    # action without ``permissions`` to everyone who can see the list).
+    @admin.action(
+        description="Activate: queries use this space (only when it holds every image)",
+        permissions=["change"],
+    )
     def activate(self, request: HttpRequest, queryset: QuerySet[EmbeddingSpace]) -> None:
         if queryset.count() != 1:
             messages.error(request, "Select exactly one space to activate.")
@@ -100,7 +106,10 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
         services.activate_space(space)
         messages.success(request, f"{space} is now the active embedding space.")
 
-    @admin.action(description="Queue the missing images (a building space is activated when complete)")
+    @admin.action(
+        description="Queue the missing images (a building space is activated when complete)",
+        permissions=["change"],
+    )
     def queue_missing_images(self, request: HttpRequest, queryset: QuerySet[EmbeddingSpace]) -> None:
         from recommendations.encoders import EncoderWeightsUnavailable
 

@@ -12,12 +12,12 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
+from lookalike.catalog import product_model
 from recommendations import cache
-from recommendations.catalog import product_model
 from recommendations.conf import app_setting
+from recommendations.ratelimit import AddressRateThrottle, Busy, concurrency_slot
 from recommendations.selectors import (
     NO_ACTIVE_SPACE,
     NONE,
@@ -98,8 +98,8 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-class ImageSearchThrottle(UserRateThrottle):
-    """Each search runs the image model: IMAGE_SEARCH_RATE (e.g. "60/minute") per user or address."""
+class ImageSearchThrottle(AddressRateThrottle):
+    """Each search runs the image model: IMAGE_SEARCH_RATE (e.g. "60/minute") per client address."""
 
     scope = "image_search"
 
@@ -107,7 +107,16 @@ class ImageSearchThrottle(UserRateThrottle):
         return app_setting("IMAGE_SEARCH_RATE")
 
 
+class SimilarProductsThrottle(AddressRateThrottle):
+    scope = "similar"
+
+    def get_rate(self) -> str | None:
+        return app_setting("SIMILAR_RATE")
+
+
 class SimilarProductsView(APIView):
+    throttle_classes = [SimilarProductsThrottle]
+
     @extend_schema(
         operation_id="similar_products",
         summary="Products that look like this one",
@@ -122,6 +131,7 @@ class SimilarProductsView(APIView):
             200: SimilarProductsSerializer,
             400: OpenApiResponse(ErrorSerializer, description="Invalid parameters (errors per field)."),
             404: OpenApiResponse(ErrorSerializer, description="No such product."),
+            429: OpenApiResponse(ErrorSerializer, description="More requests than SIMILAR_RATE allows."),
         },
     )
     def get(self, request: Request, pk: int) -> HttpResponseBase:
@@ -164,8 +174,9 @@ class ImageSearchView(APIView):
         description=(
             f"Send a photo ({ACCEPTED_IMAGE_TYPES}; the type is read from the content, not the file name) as "
             "the multipart field `image`, with the same optional filters as the similar-items endpoint "
-            "(`category=same` excepted). Too large a file or too many pixels: 413; not a supported image: "
-            "415; a damaged image or bad parameters: 400."
+            "(`category=same` excepted). Too large a file or too many pixels (PNG, WebP and GIF are decoded "
+            "whole: up to IMAGE_SEARCH_MAX_DECODE_PIXELS): 413; not a supported image: 415; a damaged image "
+            "or bad parameters: 400."
         ),
         tags=["similar items"],
         request={"multipart/form-data": ImageSearchSerializer},
@@ -181,6 +192,9 @@ class ImageSearchView(APIView):
             ),
             415: OpenApiResponse(ErrorSerializer, description=f"Not a {ACCEPTED_IMAGE_TYPES} image."),
             429: OpenApiResponse(ErrorSerializer, description="More searches than IMAGE_SEARCH_RATE allows."),
+            503: OpenApiResponse(
+                ErrorSerializer, description="IMAGE_SEARCH_CONCURRENCY searches running; retry after a while."
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -226,7 +240,24 @@ class ImageSearchView(APIView):
         from recommendations import services
 
         try:
-            space, vector = services.embed_query_image(data)
+            with concurrency_slot(
+                "image-search",
+                slots=int(app_setting("IMAGE_SEARCH_CONCURRENCY")),
+                lease_s=60,
+                wait_s=float(app_setting("IMAGE_SEARCH_QUEUE_S")),
+            ):
+                space, vector = services.embed_query_image(
+                    data, max_decode_pixels=app_setting("IMAGE_SEARCH_MAX_DECODE_PIXELS")
+                )
+        except Busy:
+            response = _error(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "Too many image searches right now; try again shortly."
+            )
+            response["Retry-After"] = "5"
+            return response
+        except imaging.ImageTooLarge as error:
+            too_many_pixels = f"The photo is too large: {error.reason}."
+            return _error(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, too_many_pixels)
         except imaging.BadImage as error:
             return _error(status.HTTP_400_BAD_REQUEST, f"The photo cannot be read: {error.reason}.")
         except services.NoActiveSpace:  # retired between the check above and now

@@ -6,9 +6,13 @@ importing ``recommendations.encoders`` would load torch (seconds, hundreds of MB
 
 from django.core.checks import Error, register
 
+from lookalike import checks as catalog_checks  # noqa: F401  the LOOKALIKE checks
 from recommendations.conf import app_setting
 from recommendations.encoder_registry import ENCODER_INFO
 from recommendations.profiles import STRATEGIES
+from recommendations.ratelimit import parse_rate
+
+RATE_SETTINGS = ("IMAGE_SEARCH_RATE", "SIMILAR_RATE", "PERSONAL_RATE")
 
 
 @register()
@@ -43,4 +47,16 @@ def check_settings(app_configs, **kwargs) -> list[Error]:
         errors.append(
             Error("RECOMMENDATIONS['EXPLORE_RATIO'] must be a number from 0 to 1.", id="recommendations.E005")
         )
+    for name in RATE_SETTINGS:
+        rate = app_setting(name)
+        try:
+            if rate is not None:
+                parse_rate(rate)
+        except (ValueError, AttributeError):
+            message = f"RECOMMENDATIONS[{name!r}] = {rate!r} is not a rate such as '60/minute' (or None)."
+            errors.append(Error(message, id="recommendations.E006"))
+    slots = app_setting("IMAGE_SEARCH_CONCURRENCY")
+    if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+        message = f"RECOMMENDATIONS['IMAGE_SEARCH_CONCURRENCY'] must be a whole number ≥ 1, not {slots!r}."
+        errors.append(Error(message, id="recommendations.E007"))
     return errors

@@ -32,28 +32,6 @@ DEFAULTS: dict[str, Any] = {
     "REEMBED_POLL_S": 30,
     # A product's query vector: "primary" (its first image) or "mean" (mean of its images).
     "PRODUCT_VECTOR": "primary",
-    # Field names on the product model (see docs/plugin.md). Missing optional fields disable their filters.
-    "CATALOG_FIELDS": {
-        "title": "title",
-        "price": "price",
-        "in_stock": "in_stock",
-        "category": "category",
-        "brand": "brand",
-        "store": "store",
-        "url": None,  # None: get_absolute_url()
-        "currency": "currency",  # shown next to the price in widgets and API answers
-    },
-    # Field names on the image model.
-    "IMAGE_FIELDS": {
-        "product": "product",
-        "image": "image",
-        "position": "position",
-        # Optional: the catalog's digest column; a change queues the image for embedding again.
-        "sha256": "sha256",
-        # Optional: where embedding failures are reported back to the catalog (None to skip).
-        "status": "status",
-        "failure_reason": "failure_reason",
-    },
     "SIMILAR_LIMIT": 8,
     # Similar-items answers (API JSON, widget HTML) are cached per product until the catalog changes, and
     # at most this long (changes that send no signal: QuerySet.update(), deletions). 0: no cache.
@@ -78,8 +56,19 @@ DEFAULTS: dict[str, Any] = {
     "NEIGHBOURS_MAX_AGE_S": 24 * 3600,
     "IMAGE_SEARCH_MAX_BYTES": 10 * 1024 * 1024,
     "IMAGE_SEARCH_MAX_PIXELS": 40_000_000,
-    # Image searches per user (or address when anonymous): each one runs the image model. None: no limit.
+    # Pixels an image search may decode: JPEGs are decoded at 1/2 to 1/8 scale and pass; PNG, WebP and GIF
+    # are decoded whole (4 bytes a pixel: 8.5 Mpx, a 4K screenshot, is 34 MB), so larger ones are refused
+    # (413) rather than cost 160 MB each (docs/benchmarks/image-search.md).
+    "IMAGE_SEARCH_MAX_DECODE_PIXELS": 8_500_000,
+    # Image searches decoding and embedding at once per machine (all web processes together); others wait up
+    # to IMAGE_SEARCH_QUEUE_S seconds, then get 503. Bounds memory and keeps the site's workers free.
+    "IMAGE_SEARCH_CONCURRENCY": 2,
+    "IMAGE_SEARCH_QUEUE_S": 10,
+    # Requests per client address (recommendations.ratelimit; "N/second|minute|hour|day", None: no limit).
+    # Image search runs the image model on every request.
     "IMAGE_SEARCH_RATE": "60/minute",
+    "SIMILAR_RATE": "600/minute",  # the similar-items API
+    "PERSONAL_RATE": "300/minute",  # /for-you/ pages, the preference game and their API
     # --- Personalisation (docs/personalisation.md) ---
     # Shopper profile of /for-you/ and the widget: "mean", "weighted", "session" or "best_score"; a page
     # may ask for another with ?strategy=. weighted honours dislikes and recency and ranks browsing sessions
@@ -128,7 +117,4 @@ DEFAULTS: dict[str, Any] = {
 
 
 def app_setting(name: str) -> Any:
-    user = getattr(settings, "RECOMMENDATIONS", {})
-    if name in ("CATALOG_FIELDS", "IMAGE_FIELDS"):
-        return {**DEFAULTS[name], **user.get(name, {})}
-    return user.get(name, DEFAULTS[name])
+    return getattr(settings, "RECOMMENDATIONS", {}).get(name, DEFAULTS[name])

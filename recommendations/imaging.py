@@ -30,12 +30,19 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 PREFETCH_BATCHES = 2
 _TRANSPARENT_MODES = ("RGBA", "LA", "La", "RGBa", "PA")
 _HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+# Modes Image.reduce() works on (palette images are left whole: one byte per pixel).
+_REDUCIBLE_MODES = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "I", "F")
+_REDUCE_BAND_ROWS = 64  # output rows per band: a few MB of copies at a time
 
 
 class BadImage(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ImageTooLarge(BadImage):
+    """More pixels than allowed: declared in the header, or (``max_decode_pixels``) to be decoded."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def _open(data: bytes, *, max_pixels: int | None) -> Image.Image:
         raise BadImage(f"image has no pixels ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:
         # Checked on the header, before a single pixel is decoded.
-        raise BadImage(
+        raise ImageTooLarge(
             f"image too large: {width}x{height} = {width * height:,} pixels, "
             f"more than the {max_pixels:,} allowed"
         )
@@ -106,21 +113,60 @@ def _apply_exif_orientation(image: Image.Image) -> None:
         ImageOps.exif_transpose(image, in_place=True)
 
 
-def load_image(data: bytes, *, target_px: int = 256, max_pixels: int = 50_000_000) -> Image.Image:
+def _reduce(image: Image.Image, *, target_px: int) -> Image.Image:
+    """Shrink a decoded image by a whole factor (box filter) while its smaller side stays at least twice
+    ``target_px``: the mode conversions after it then copy a small image, not a 12 Mpx one. The final
+    antialiased resize to the model's size hardly sees the difference.
+
+    Reduced in bands of rows: ``Image.reduce`` on a whole RGBA image makes a premultiplied copy of it first,
+    which would double the memory this is meant to save. The last ``factor - 1`` rows and columns at most
+    are left out."""
+    factor = min(image.size) // (2 * target_px)
+    if factor < 2 or image.mode not in _REDUCIBLE_MODES:
+        return image
+    width, height = (side - side % factor for side in image.size)
+    reduced = Image.new(image.mode, (width // factor, height // factor))
+    band = factor * _REDUCE_BAND_ROWS
+    for top in range(0, height, band):
+        strip = image.crop((0, top, width, min(top + band, height)))
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    reduced.info = dict(image.info)  # EXIF orientation is applied after this
+    return reduced
+
+
+def load_image(
+    data: bytes,
+    *,
+    target_px: int = 256,
+    max_pixels: int = 50_000_000,
+    max_decode_pixels: int | None = None,
+) -> Image.Image:
     """Decode image bytes into an upright RGB image; raises BadImage (and nothing else) for a bad file.
 
     target_px: the smallest side the preprocessing needs; JPEGs are decoded at the smallest DCT scale
-    (1/2, 1/4, 1/8) that still gives at least that, which makes large photos several times cheaper.
+    (1/2, 1/4, 1/8) that still gives at least that, which makes large photos several times cheaper; other
+    formats are decoded whole, then reduced by a whole factor before any conversion.
     max_pixels: images whose header declares more pixels are refused before decoding (Pillow's own
     limit, twice Image.MAX_IMAGE_PIXELS, applies on top). Animated images give their first frame.
+    max_decode_pixels: refuse (ImageTooLarge) images that would decode to more pixels than this after the
+    JPEG scaling: it bounds the memory of formats that cannot be decoded at a reduced size (PNG, WebP, GIF).
     """
     image = _open(data, max_pixels=max_pixels)
     try:
         if image.format in ("JPEG", "MPO"):  # MPO: the multi-picture JPEGs some cameras write
             image.draft("RGB", (target_px, target_px))
+        width, height = image.size
+        if max_decode_pixels is not None and width * height > max_decode_pixels:
+            raise ImageTooLarge(
+                f"a {image.format or 'image'} of {width}x{height} pixels is decoded whole; up to "
+                f"{max_decode_pixels:,} pixels are accepted (JPEGs are decoded at a reduced size)"
+            )
         image.load()  # decodes the first frame; raises OSError on truncated data
+        image = _reduce(image, target_px=target_px)
         _apply_exif_orientation(image)
         return _to_rgb(image)
+    except BadImage:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise BadImage(f"image too large, refused as a possible decompression bomb: {error}") from None
     except OSError as error:

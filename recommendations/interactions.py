@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from celery import shared_task
 from django.db import transaction
 from django.db.models import Max
 from django.http import HttpRequest
@@ -121,10 +120,3 @@ def expire_profiles(*, max_age_s: float | None = None) -> ExpiryReport:
         interactions, _ = Interaction.objects.filter(user__isnull=True, created_at__lt=cutoff).delete()
         shown, _ = ShownProduct.objects.filter(shown_at__lt=cutoff).delete()
     return ExpiryReport(interactions_deleted=interactions, shown_deleted=shown)
-
-
-@shared_task(name="recommendations.expire_profiles", acks_late=True)
-def expire_profiles_task() -> dict[str, int]:
-    """For Celery beat (``CELERY_BEAT_SCHEDULE`` in config/settings.py runs it every six hours)."""
-    report = expire_profiles()
-    return {"interactions_deleted": report.interactions_deleted, "shown_deleted": report.shown_deleted}

@@ -13,10 +13,11 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from pgvector.django import HalfVectorField
 
+from lookalike.conf import model_label
 from recommendations.querysets import EmbeddingSpaceQuerySet, InteractionQuerySet
 
-PRODUCT_MODEL = getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
-IMAGE_MODEL = getattr(settings, "RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage")
+PRODUCT_MODEL = model_label("PRODUCT_MODEL")
+IMAGE_MODEL = model_label("IMAGE_MODEL")
 
 
 class EmbeddingSpace(models.Model):

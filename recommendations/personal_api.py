@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
@@ -15,9 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from lookalike.catalog import product_model
 from recommendations import interactions, personalisation, profiles
-from recommendations.catalog import product_model
+from recommendations.conf import app_setting
 from recommendations.models import Interaction
+from recommendations.ratelimit import AddressRateThrottle
 from recommendations.selectors import product_cards
 from recommendations.serializers import ErrorSerializer, SimilarProductSerializer
 
@@ -33,6 +36,13 @@ class ShopperSessionAuthentication(SessionAuthentication):
         if result is None:
             self.enforce_csrf(request)
         return result
+
+
+class ShopperSessionScheme(SessionScheme):
+    """Documents ``ShopperSessionAuthentication`` as the session cookie it is (registered by subclassing)."""
+
+    target_class = "recommendations.personal_api.ShopperSessionAuthentication"
+    name = "shopperSession"
 
 
 class InteractionInSerializer(serializers.Serializer):
@@ -81,7 +91,15 @@ def _error(code: int, detail: str, errors: dict[str, Any] | None = None) -> Resp
     return Response({"detail": detail, **({"errors": errors} if errors else {})}, status=code)
 
 
+class PersonalThrottle(AddressRateThrottle):
+    scope = "personal"
+
+    def get_rate(self) -> str | None:
+        return app_setting("PERSONAL_RATE")
+
+
 class InteractionsView(APIView):
+    throttle_classes = [PersonalThrottle]
     authentication_classes = [ShopperSessionAuthentication]
 
     @extend_schema(
@@ -115,6 +133,7 @@ class InteractionsView(APIView):
 
 
 class ForYouView(APIView):
+    throttle_classes = [PersonalThrottle]
     authentication_classes = [ShopperSessionAuthentication]
 
     @extend_schema(

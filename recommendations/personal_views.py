@@ -14,11 +14,20 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from lookalike.catalog import product_model, product_url
+from lookalike.conf import base_template
 from recommendations import interactions, personalisation, profiles
-from recommendations.catalog import product_model, product_url
+from recommendations.conf import app_setting
+from recommendations.ratelimit import rate_limited
 from recommendations.selectors import ScoredProduct, product_cards
 
 FEEDBACK_KINDS = ("like", "dislike")
+
+
+def _bad_request(message: str) -> HttpResponse:
+    """A 400 in plain text: the message may quote the request's own parameters, which must never be read as
+    HTML on the shop's (and the admin's) origin."""
+    return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
 
 
 def _strategy(request: HttpRequest) -> str | None:
@@ -38,6 +47,7 @@ def _cards(page: personalisation.PersonalPage) -> list[dict[str, Any]]:
     return [{"card": card, "role": page.role(card.product.pk)} for card in cards]
 
 
+@rate_limited("personal", lambda: app_setting("PERSONAL_RATE"))
 @require_http_methods(["GET", "POST"])
 def for_you(request: HttpRequest) -> HttpResponse:
     """GET: a fresh page of products (exploit + explore), remembered as shown.
@@ -47,7 +57,7 @@ def for_you(request: HttpRequest) -> HttpResponse:
     try:
         strategy = _strategy(request)
     except ValueError as error:
-        return HttpResponseBadRequest(str(error))
+        return _bad_request(str(error))
     shopper = interactions.shopper_for_request(request)
     assert shopper is not None
     if request.method == "POST":
@@ -72,22 +82,27 @@ def for_you(request: HttpRequest) -> HttpResponse:
             "strategy": strategy or "",
             "strategies": profiles.STRATEGIES,
             "source": personalisation.FOR_YOU_PAGE,
+            "base_template": base_template(),
         },
     )
 
 
+@rate_limited("personal", lambda: app_setting("PERSONAL_RATE"))
 @require_POST
 def feedback(request: HttpRequest) -> HttpResponse:
     """A like or dislike button (a form: ``product``, ``kind``, ``next``); redirects back to ``next``."""
     kind = request.POST.get("kind")
     product_id = request.POST.get("product", "")
     if kind not in FEEDBACK_KINDS or not product_id.isdigit():
-        return HttpResponseBadRequest("Expected kind=like|dislike and a product id.")
+        return _bad_request("Expected kind=like|dislike and a product id.")
     product = get_object_or_404(product_model()._default_manager.all(), pk=int(product_id))
     shopper = interactions.shopper_for_request(request)
     assert shopper is not None
     interactions.record_interaction(
-        shopper=shopper, product=product, kind=kind, source=request.POST.get("source", "")[:64]
+        shopper=shopper,
+        product=product,
+        kind=kind,
+        source=request.POST.get("source", "").replace("\x00", "")[:64],
     )
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
@@ -97,6 +112,7 @@ def feedback(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(target)
 
 
+@rate_limited("personal", lambda: app_setting("PERSONAL_RATE"))
 @require_GET
 def go(request: HttpRequest, product_id: int) -> HttpResponse:
     """A recommended product's link: records the click, then redirects to the product page."""
@@ -104,11 +120,15 @@ def go(request: HttpRequest, product_id: int) -> HttpResponse:
     shopper = interactions.shopper_for_request(request)
     assert shopper is not None
     interactions.record_interaction(
-        shopper=shopper, product=product, kind="click", source=request.GET.get("source", "")[:64]
+        shopper=shopper,
+        product=product,
+        kind="click",
+        source=request.GET.get("source", "").replace("\x00", "")[:64],
     )
     return HttpResponseRedirect(product_url(product))
 
 
+@rate_limited("personal", lambda: app_setting("PERSONAL_RATE"))
 @require_http_methods(["GET", "POST"])
 def game(request: HttpRequest) -> HttpResponse:
     """The preference game: "pick your favourite of these" in rounds that never repeat a product.
@@ -119,7 +139,7 @@ def game(request: HttpRequest) -> HttpResponse:
     try:
         strategy = _strategy(request)
     except ValueError as error:
-        return HttpResponseBadRequest(str(error))
+        return _bad_request(str(error))
     shopper = interactions.shopper_for_request(request)
     assert shopper is not None
     here = _with_strategy(reverse("recommendations:game"), strategy)
@@ -157,6 +177,7 @@ def game(request: HttpRequest) -> HttpResponse:
             "round": number,
             "cards": cards,
             "picks": [picked[pk] for pk in picks if pk in picked],
+            "base_template": base_template(),
             "strategy": strategy or "",
             "strategies": profiles.STRATEGIES,
             "reason": reason,

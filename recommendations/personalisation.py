@@ -23,8 +23,8 @@ import numpy as np
 from django.db.models import Q
 from django.utils import timezone
 
+from lookalike.catalog import product_model, role_values
 from recommendations import profiles
-from recommendations.catalog import product_field, product_model
 from recommendations.conf import DEFAULTS, app_setting
 from recommendations.interactions import Shopper
 from recommendations.models import EmbeddingSpace, Interaction, ProductEmbedding, ShownProduct
@@ -363,12 +363,7 @@ def candidate_pool(
     ids = list(dict.fromkeys(ids))
     vectors = product_vectors(ids, space=space)
     ids = [pk for pk in ids if pk in vectors]
-    category_field = product_field("category")
-    categories: dict[int, Any] = {}
-    if category_field and ids:
-        categories = dict(
-            product_model()._default_manager.filter(pk__in=ids).values_list("pk", f"{category_field}_id")
-        )
+    categories: dict[int, Any] = role_values(ids, "category")
     return CandidatePool(
         ids=ids,
         vectors=np.stack([vectors[pk] for pk in ids]) if ids else np.zeros((0, space.dimensions), np.float32),

@@ -1,6 +1,6 @@
 """Signal receivers: they only queue work, or mark cached answers stale, after the transaction commits.
 
-Connected to whatever image model the catalog uses (``recommendations.catalog``), so the catalog app never
+Connected to whatever image model the catalog uses (``lookalike.catalog``), so the catalog app never
 imports this one. An image is queued for embedding when it is created with a file, or when its file, its
 digest, its position (which image is a product's primary one) or its product changes. Loaded fixtures (raw
 saves) and ``QuerySet.update()`` send nothing: ``manage.py embed_catalog`` catches up with those.
@@ -13,7 +13,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 
-from recommendations import cache, catalog, services
+from lookalike import catalog
+from recommendations import cache, services
 from recommendations.models import EmbeddingSpace
 
 _BEFORE_SAVE = "_recommendations_embedding_source"

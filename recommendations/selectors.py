@@ -28,14 +28,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from pgvector.django import CosineDistance, HalfVectorField
 
-from recommendations.catalog import (
-    image_field,
-    image_model,
-    product_field,
-    product_model,
-    product_url,
-    product_value,
-)
+from lookalike import catalog
 from recommendations.conf import app_setting
 from recommendations.models import EmbeddingSpace, ProductEmbedding, ProductNeighbours
 
@@ -87,12 +80,20 @@ class ProductFilter:
         )
 
     def product_q(self, prefix: str = "") -> models.Q:
-        """The filter as a Q object on the product model (``prefix``: e.g. "product__" from a relation)."""
-        q = models.Q()
+        """The filter as a Q object on the product model (``prefix``: e.g. "product__" from a relation).
+
+        Roles that are expressions or cross a many-valued relation (an Oscar product's stock records and
+        categories) cannot be reached through ``prefix``: the filter then goes through ``pk__in``.
+        """
+        if prefix and catalog.filters_need_subquery():
+            if not self._restricts():
+                return models.Q()
+            return models.Q(**{f"{prefix}pk__in": catalog.products().filter(self.product_q()).values("pk")})
+        q = catalog.listed_q(prefix)
 
         def name(role: str) -> str | None:
-            field_name = product_field(role)
-            return f"{prefix}{field_name}" if field_name else None
+            lookup = catalog.role_lookup(role)
+            return f"{prefix}{lookup}" if lookup else None
 
         in_stock = name("in_stock")
         if self.in_stock_only and in_stock:
@@ -114,6 +115,14 @@ class ProductFilter:
         if self.exclude_product_ids:
             q &= ~models.Q(**{f"{prefix}pk__in": sorted(self.exclude_product_ids)})
         return q
+
+    def _restricts(self) -> bool:
+        return bool(
+            self.narrows_beyond_stock
+            or self.exclude_product_ids
+            or (self.in_stock_only and catalog.role_lookup("in_stock"))
+            or catalog.product_field("parent")
+        )
 
 
 @dataclass(frozen=True)
@@ -318,22 +327,7 @@ def active_space() -> EmbeddingSpace | None:
 
 def primary_image_files(product_ids: Iterable[int]) -> dict[int, Any]:
     """Each product's first stored image file, in one query for all of them (no N+1 in widgets)."""
-    ids = list(product_ids)
-    if not ids:
-        return {}
-    product_fk = image_field("product") or "product"
-    file_field = image_field("image") or "image"
-    position = image_field("position")
-    images = (
-        image_model()
-        ._default_manager.filter(**{f"{product_fk}__in": ids})
-        .exclude(**{file_field: ""})
-        .order_by(product_fk, *([position] if position else []), "pk")
-    )
-    files: dict[int, Any] = {}
-    for image in images:
-        files.setdefault(getattr(image, f"{product_fk}_id"), getattr(image, file_field))
-    return files
+    return catalog.primary_images(list(product_ids))
 
 
 @dataclass(frozen=True)
@@ -357,12 +351,7 @@ def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
     """Cards for ranked products (their images come with them from the selectors, else in one query)."""
     missing = [item.product.pk for item in items if not hasattr(item.product, PRIMARY_IMAGE_ATTRIBUTE)]
     images = primary_image_files(missing)
-    file_field: Any = image_model()._meta.get_field(image_field("image") or "image")
-    storage = file_field.storage
-
-    def fk_id(product: Any, role: str) -> int | None:
-        name = product_field(role)
-        return getattr(product, f"{name}_id", None) if name else None
+    storage = catalog.image_storage()
 
     cards = []
     for item in items:
@@ -371,20 +360,20 @@ def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
         image_url = storage.url(name) if name else None
         if product.pk in images:
             image_url = images[product.pk].url
-        in_stock = product_value(product, "in_stock", True)
+        in_stock = catalog.role_value(product, "in_stock", True)
         cards.append(
             ProductCard(
                 product=product,
                 score=item.score,
-                title=str(product_value(product, "title", "") or product),
-                url=product_url(product),
+                title=str(catalog.role_value(product, "title", "") or product),
+                url=catalog.product_url(product),
                 image_url=image_url,
-                price=product_value(product, "price"),
-                currency=str(product_value(product, "currency", "") or ""),
+                price=catalog.role_value(product, "price"),
+                currency=str(catalog.role_value(product, "currency", "") or ""),
                 in_stock=bool(in_stock),
-                brand=str(product_value(product, "brand", "") or ""),
-                category_id=fk_id(product, "category"),
-                store_id=fk_id(product, "store"),
+                brand=str(catalog.role_value(product, "brand", "") or ""),
+                category_id=catalog.role_id(product, "category"),
+                store_id=catalog.role_id(product, "store"),
             )
         )
     return cards
@@ -395,21 +384,15 @@ def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
 PRIMARY_IMAGE_ATTRIBUTE = "similar_primary_image"
 
 
+# The roles a card shows: selected with the products, so that expression roles cost no query per card.
+CARD_ROLES = ("title", "price", "currency", "in_stock", "brand", "category", "store", "url")
+
+
 def _load_products(scored: Sequence[tuple[int, float]]) -> list[ScoredProduct]:
-    product_fk = image_field("product") or "product"
-    file_field = image_field("image") or "image"
-    position = image_field("position")
-    first_image = (
-        image_model()
-        ._default_manager.filter(**{product_fk: models.OuterRef("pk")})
-        .exclude(**{file_field: ""})
-        .order_by(*([position] if position else []), "pk")
-        .values(file_field)[:1]
-    )
     products = (
-        product_model()
-        ._default_manager.order_by()
-        .annotate(**{PRIMARY_IMAGE_ATTRIBUTE: models.Subquery(first_image)})
+        catalog.products(read=CARD_ROLES)
+        .order_by()
+        .annotate(**{PRIMARY_IMAGE_ATTRIBUTE: catalog.primary_image_subquery()})
         .in_bulk([pk for pk, _ in scored])
     )
     return [ScoredProduct(product=products[pk], score=score) for pk, score in scored if pk in products]
@@ -439,7 +422,7 @@ def _candidates(
 def _matching_product_ids(filters: ProductFilter, cap: int) -> list[Any]:
     """Ids of up to ``cap`` products passing ``filters``, fetched as one binary array: a thousand ids cost
     one value to decode instead of a thousand rows to build."""
-    matching = product_model()._default_manager.order_by().filter(filters.product_q()).values("pk")[:cap]
+    matching = catalog.products().order_by().filter(filters.product_q()).values("pk")[:cap]
     sql, params = matching.query.get_compiler(connection=connection).as_sql()
     return list(_fetch_binary(f"SELECT ARRAY({sql})", params)[0][0])
 
@@ -684,7 +667,9 @@ def _precomputed_neighbours(
     # Stock changes all day: it is read now, with the products (all K of them, in the same query).
     items = _load_products(scored)
     if filters.in_stock_only:
-        items = [item for item in items if product_value(item.product, "in_stock", True)]
+        items = [item for item in items if catalog.role_value(item.product, "in_stock", True)]
+    if catalog.product_field("parent"):  # a variant with photos of its own was embedded: not listed alone
+        items = [item for item in items if catalog.role_id(item.product, "parent") is None]
     return items[:limit] if len(items) >= limit else None
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from recommendations.catalog import product_value
+from lookalike.catalog import role_id
 from recommendations.conf import app_setting
 from recommendations.selectors import ProductCard, ProductFilter
 
@@ -88,9 +88,9 @@ class SimilarQuerySerializer(serializers.Serializer):
             if choice is None or choice == ANY:
                 return []
             if choice == SAME:
-                category = product_value(product, "category") if product is not None else None
+                category_id = role_id(product, "category") if product is not None else None
                 # A product without a category has no "same" category to keep or drop.
-                return [category.pk] if category is not None else []
+                return [category_id] if category_id is not None else []
             return [int(choice)]
 
         in_stock = data.get("in_stock")

@@ -28,7 +28,7 @@ from django.db import connection, models, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from recommendations import catalog
+from lookalike import catalog
 from recommendations.conf import app_setting
 from recommendations.encoder_registry import ENCODER_INFO
 from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding
@@ -236,8 +236,11 @@ def embeddable_images(*, store_id: int | None = None) -> models.QuerySet:
         Q(**{file_field: ""}) | Q(**{f"{file_field}__isnull": True})
     )
     if store_id is not None:
-        store_field = catalog.product_field("store") or "store"
-        images = images.filter(**{f"{_image_product_field()}__{store_field}": store_id})
+        store = catalog.role_lookup("store")
+        if store is None:
+            raise ValueError("The catalog has no store role (LOOKALIKE['PRODUCT_FIELDS']['store']).")
+        in_store = catalog.products().filter(**{store: store_id}).values("pk")
+        images = images.filter(**{f"{_image_product_field()}__in": in_store})
     return images
 
 
@@ -799,17 +802,21 @@ def update_product_vectors(product_ids: Iterable[int], space: EmbeddingSpace) ->
 # --- query images ------------------------------------------------------------------------------------------
 
 
-def embed_query_image(data: bytes) -> tuple[EmbeddingSpace, np.ndarray]:
+def embed_query_image(
+    data: bytes, *, max_decode_pixels: int | None = None
+) -> tuple[EmbeddingSpace, np.ndarray]:
     """Embed an uploaded or fetched photo with the active space's encoder: (space, unit float32 vector).
 
-    Raises imaging.BadImage (with a reason) for a file that cannot be used, NoActiveSpace before the
-    catalog has been embedded.
+    Raises imaging.BadImage (with a reason) for a file that cannot be used (imaging.ImageTooLarge past
+    ``max_decode_pixels``, see ``imaging.load_image``), NoActiveSpace before the catalog has been embedded.
     """
     from recommendations import imaging
 
     space = get_active_space()
     if space is None:
         raise NoActiveSpace("No embedding space is active yet: run `manage.py embed_catalog` first.")
-    image = imaging.load_image(data, max_pixels=int(app_setting("IMAGE_SEARCH_MAX_PIXELS")))
+    image = imaging.load_image(
+        data, max_pixels=int(app_setting("IMAGE_SEARCH_MAX_PIXELS")), max_decode_pixels=max_decode_pixels
+    )
     vector = encoder_for_space(space).embed([image])[0]
     return space, np.asarray(vector, dtype=np.float32)

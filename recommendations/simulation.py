@@ -8,13 +8,15 @@ through :func:`select_round`):
 * leave-last-out: sessions of a shopper browsing one articleType/colour are built from labels, the last item
   is held out and the ranking of the remaining catalog is scored with ``recommendations.metrics``.
 
-The Myntra photo set is embedded once per encoder and cached under ``var/cache/personalisation/``.
+The Myntra photo set is embedded once per encoder and cached in ``default_cache_dir()``
+(``$LOOKALIKE_CACHE_DIR``, else ``~/.cache/lookalike``).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +39,13 @@ from recommendations.personalisation import (
 )
 from recommendations.profiles import Profile
 
-CACHE_DIR = Path(__file__).resolve().parent.parent / "var" / "cache" / "personalisation"
+
+def default_cache_dir() -> Path:
+    """``$LOOKALIKE_CACHE_DIR``, else the user's cache folder: never inside the installed package."""
+    if os.environ.get("LOOKALIKE_CACHE_DIR"):
+        return Path(os.environ["LOOKALIKE_CACHE_DIR"]) / "personalisation"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lookalike" / "personalisation"
 
 
 # --- The labelled photo set -------------------------------------------------------------------------------
@@ -90,7 +98,7 @@ def load_myntra_vectors(
     *,
     encoder_key: str = "efficientnet_lite0",
     weights: str = "DEFAULT",
-    cache_dir: Path = CACHE_DIR,
+    cache_dir: Path | None = None,
     limit: int | None = None,
     batch_size: int = 64,
     num_threads: int = 2,
@@ -102,6 +110,7 @@ def load_myntra_vectors(
     photo set or encoder never reuses stale vectors. Embedding all ~4,900 distinct photos takes a few minutes
     on two CPU cores; later runs load the cache in well under a second.
     """
+    cache_dir = cache_dir or default_cache_dir()
     every_row = read_myntra_labels(data_dir)
     rows = every_row[:limit] if limit is not None else every_row
 

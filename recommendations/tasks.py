@@ -11,7 +11,7 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from recommendations import cache, leases, services
+from recommendations import cache, interactions, leases, services
 from recommendations.conf import app_setting
 from recommendations.models import EmbeddingSpace
 
@@ -119,3 +119,10 @@ def finish_reembedding_task(
         countdown=app_setting("REEMBED_POLL_S"),
     )
     return f"building: {check.missing} images missing"
+
+
+@shared_task(name="recommendations.expire_profiles", acks_late=True)
+def expire_profiles_task() -> dict[str, int]:
+    """For Celery beat (``CELERY_BEAT_SCHEDULE`` in config/settings.py runs it every six hours)."""
+    report = interactions.expire_profiles()
+    return {"interactions_deleted": report.interactions_deleted, "shown_deleted": report.shown_deleted}

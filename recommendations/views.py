@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from lookalike.conf import base_template
 from recommendations.conf import app_setting
 
 
@@ -20,5 +21,6 @@ def search_by_photo(request: HttpRequest) -> HttpResponse:
             "api_url": reverse("recommendations:api-search-by-image"),
             "max_bytes": app_setting("IMAGE_SEARCH_MAX_BYTES"),
             "limit": app_setting("SIMILAR_LIMIT") * 2,
+            "base_template": base_template(),
         },
     )

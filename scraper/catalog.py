@@ -1,9 +1,10 @@
-"""The catalog the scraper writes to: models named in settings, fields mapped in ``SCRAPER``.
+"""The writers of catalog imports: ``CatalogWriter`` writes the catalog's own fields (``LOOKALIKE``).
 
-By default these are the bundled ``shop`` models (through ``RECOMMENDATIONS_PRODUCT_MODEL`` /
-``RECOMMENDATIONS_IMAGE_MODEL``); the scraper never imports ``shop``. Optional fields the catalog
-lacks (brand, category, status, ...) are skipped; the store, external id, title, and the image's
-product and file fields are required.
+The models and the roles of their fields come from ``lookalike.catalog``; the scraper never imports
+``shop``. ``CatalogWriter`` writes roles that are columns of the product and image models: optional ones
+the catalog lacks (brand, category, status, ...) are skipped; the store, external id, title, and the
+image's product and file fields are required. A catalog whose price or stock live elsewhere (django-oscar's
+stock records) names a subclass in ``SCRAPER["CATALOG_WRITER"]`` (``lookalike.oscar.OscarWriter``).
 
 ``CatalogWriter`` does the row-level writes: upsert one product, store image bytes (once per sha256),
 copy a stored image to another product, record an image failure. Saves go through ``Model.save()`` so
@@ -21,15 +22,16 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
-from django.apps import apps
-from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.db import models, router, transaction
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
-from scraper.conf import app_setting, store_model_label
+from lookalike.catalog import image_model, product_model, store_model, store_value
+from lookalike.conf import lookalike_setting
+from scraper.conf import app_setting
 from scraper.parsers import ScrapedProduct
 
 Outcome = Literal["created", "updated", "unchanged"]
@@ -47,26 +49,23 @@ _EXTENSIONS = {
 }
 
 
-def product_model() -> type[models.Model]:
-    label = app_setting("PRODUCT_MODEL") or getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
-    return apps.get_model(label)
+__all__ = ["CatalogWriter", "ImageWork", "catalog_writer", "image_model", "product_model", "store_model"]
+
+# Product roles a writer never writes: the storefront's link (the source page is ``source_url``) and the
+# parent of a variant.
+_NOT_WRITTEN = ("url", "parent")
 
 
-def image_model() -> type[models.Model]:
-    label = app_setting("IMAGE_MODEL") or getattr(
-        settings, "RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage"
-    )
-    return apps.get_model(label)
+def catalog_writer(*, store: models.Model) -> CatalogWriter:
+    """The writer ``SCRAPER["CATALOG_WRITER"]`` names, for one store."""
+    return import_string(app_setting("CATALOG_WRITER"))(store=store)
 
 
-def store_model() -> type[models.Model]:
-    return apps.get_model(store_model_label())
-
-
-def _mapped_fields(model: type[models.Model], mapping: dict[str, str | None]) -> dict[str, models.Field]:
+def _mapped_fields(model: type[models.Model], mapping: dict[str, Any]) -> dict[str, models.Field]:
+    """Role → field, for the roles that are columns of ``model`` (paths and expressions are read-only)."""
     fields: dict[str, models.Field] = {}
     for role, name in mapping.items():
-        if not name:
+        if not isinstance(name, str) or "__" in name or role in _NOT_WRITTEN:
             continue
         try:
             fields[role] = model._meta.get_field(name)  # type: ignore[assignment]
@@ -105,23 +104,25 @@ class ImageWork:
 class CatalogWriter:
     """Writes records of one import into one store."""
 
+    # Product roles this writer cannot do without (system check scraper.E002 names them).
+    required_product_roles: tuple[str, ...] = ("store", "external_id", "title")
+
     def __init__(self, *, store: models.Model) -> None:
         self.store = store
         self.product_model = product_model()
         self.image_model = image_model()
-        self.p = _mapped_fields(self.product_model, app_setting("PRODUCT_FIELDS"))
-        self.i = _mapped_fields(self.image_model, app_setting("IMAGE_FIELDS"))
-        for role in ("store", "external_id", "title"):
+        self.p = _mapped_fields(self.product_model, lookalike_setting("PRODUCT_FIELDS"))
+        self.i = _mapped_fields(self.image_model, lookalike_setting("IMAGE_FIELDS"))
+        for role in self.required_product_roles:
             if role not in self.p:
-                raise ImproperlyConfigured(
-                    f"SCRAPER['PRODUCT_FIELDS'][{role!r}] names no field of {self.product_model}"
-                )
+                label = self.product_model._meta.label
+                raise ImproperlyConfigured(f"LOOKALIKE['PRODUCT_FIELDS'][{role!r}] is not a field of {label}")
         for role in ("product", "image"):
             if role not in self.i:
                 raise ImproperlyConfigured(
-                    f"SCRAPER['IMAGE_FIELDS'][{role!r}] names no field of {self.image_model}"
+                    f"LOOKALIKE['IMAGE_FIELDS'][{role!r}] names no field of {self.image_model._meta.label}"
                 )
-        self.default_currency = str(getattr(store, "currency", "") or "")
+        self.default_currency = str(store_value(store, "currency", "") or "")
         self.max_images = int(app_setting("MAX_IMAGES_PER_PRODUCT"))
         self._auto_now = [
             field.name
@@ -243,9 +244,9 @@ class CatalogWriter:
         self._set_text(values, "title", record.title, truncate=True)
         self._set_text(values, "description", record.description, truncate=True)
         self._set_text(values, "brand", record.brand, truncate=True)
-        if "url" in self.p:
-            limit = self.p["url"].max_length
-            values[self.p["url"].attname] = record.url if not limit or len(record.url) <= limit else ""
+        if "source_url" in self.p:
+            limit = self.p["source_url"].max_length
+            values[self.p["source_url"].attname] = record.url if not limit or len(record.url) <= limit else ""
         if "price" in self.p and record.price is not None:
             values[self.p["price"].attname] = self._price(record.price)
         if "currency" in self.p:

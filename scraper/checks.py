@@ -1,4 +1,4 @@
-"""System checks for the SCRAPER settings: the catalog models and fields the importer writes to."""
+"""System checks for the SCRAPER settings: the catalog writer and the fields it writes to."""
 
 from __future__ import annotations
 
@@ -7,37 +7,46 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, register
 from django.core.exceptions import FieldDoesNotExist
+from django.utils.module_loading import import_string
 
+from lookalike import checks as catalog_checks  # noqa: F401  the LOOKALIKE checks
+from lookalike.conf import lookalike_setting
 from scraper.conf import DEFAULTS, app_setting
-
-REQUIRED_PRODUCT_ROLES = ("store", "external_id", "title")
-REQUIRED_IMAGE_ROLES = ("product", "image")
 
 
 @register()
 def check_catalog(app_configs: Any, **kwargs: Any) -> list[Error]:
-    from scraper.catalog import image_model, product_model, store_model
+    from scraper.catalog import CatalogWriter, product_model
 
     errors: list[Error] = []
     try:
-        models = {"product": product_model(), "image": image_model(), "store": store_model()}
-    except (LookupError, ValueError) as error:
-        return [
-            Error(f"The catalog model the importer writes to cannot be found: {error}", id="scraper.E001")
-        ]
-    for kind, setting, required in (
-        ("product", "PRODUCT_FIELDS", REQUIRED_PRODUCT_ROLES),
-        ("image", "IMAGE_FIELDS", REQUIRED_IMAGE_ROLES),
-    ):
-        mapping = app_setting(setting)
-        for role in required:
+        writer = import_string(app_setting("CATALOG_WRITER"))
+    except ImportError as error:
+        writer = None
+        errors.append(Error(f"SCRAPER['CATALOG_WRITER'] cannot be imported: {error}", id="scraper.E001"))
+    if writer is not None and not (isinstance(writer, type) and issubclass(writer, CatalogWriter)):
+        errors.append(
+            Error("SCRAPER['CATALOG_WRITER'] must name a subclass of CatalogWriter.", id="scraper.E001")
+        )
+        writer = None
+    try:
+        model = product_model()
+    except (LookupError, ValueError):
+        model = None  # lookalike.E003 says so
+    if writer is not None and model is not None:
+        mapping = lookalike_setting("PRODUCT_FIELDS")
+        for role in writer.required_product_roles:
+            name = mapping.get(role)
             try:
-                models[kind]._meta.get_field(mapping.get(role) or "")
+                if not isinstance(name, str) or "__" in name:
+                    raise FieldDoesNotExist
+                model._meta.get_field(name)
             except FieldDoesNotExist:
                 errors.append(
                     Error(
-                        f"SCRAPER[{setting!r}][{role!r}] = {mapping.get(role)!r} is not a field of "
-                        f"{models[kind]._meta.label}",
+                        f"LOOKALIKE['PRODUCT_FIELDS'][{role!r}] = {name!r} is not a field of "
+                        f"{model._meta.label}: {writer.__name__} writes it.",
+                        hint="Map the role to a field, or name another SCRAPER['CATALOG_WRITER'].",
                         id="scraper.E002",
                     )
                 )

@@ -70,6 +70,8 @@ DEFAULTS: dict[str, Any] = {
     "THROTTLE_LEASE_S": None,
     # False: no Redis; the throttle and the robots.txt cache hold per process only (one worker).
     "SHARED_STATE": True,
+    # The Redis/Valkey holding that shared state. None: settings.REDIS_URL, else CELERY_BROKER_URL.
+    "REDIS_URL": None,
     # --- Crawl limits per import
     "SHOPIFY_PAGE_SIZE": 250,
     "MAX_SHOPIFY_PAGES": 2_000,
@@ -90,52 +92,18 @@ DEFAULTS: dict[str, Any] = {
     # this; a job silent longer is started over by the sweeper (scraper.requeue_stale_jobs, Celery beat),
     # and can be cancelled at once from the admin.
     "STALE_JOB_S": 60,
-    # --- The catalog written to. None: the models the recommendation apps use (RECOMMENDATIONS_*_MODEL).
-    "PRODUCT_MODEL": None,
-    "IMAGE_MODEL": None,
-    "STORE_MODEL": "shop.Store",  # the import job's foreign key; read when migrations are made
-    # Field names on the product model; None skips a field the catalog does not have.
-    "PRODUCT_FIELDS": {
-        "store": "store",
-        "external_id": "external_id",
-        "title": "title",
-        "description": "description",
-        "url": "url",
-        "brand": "brand",
-        "price": "price",
-        "currency": "currency",
-        "in_stock": "in_stock",
-        # A foreign key to a model with ``from_path(["Men", "Shirts"])``, or a text field ("Men > Shirts").
-        "category": "category",
-        "attributes": "attributes",
-    },
-    # Field names on the image model.
-    "IMAGE_FIELDS": {
-        "product": "product",
-        "image": "image",
-        "source_url": "source_url",
-        "sha256": "sha256",
-        "width": "width",
-        "height": "height",
-        "position": "position",
-        "status": "status",  # values "stored" / "failed"
-        "failure_reason": "failure_reason",
-    },
+    # --- How records reach the catalog (LOOKALIKE names the models and fields): an import path to a
+    # ``scraper.catalog.CatalogWriter`` subclass. django-oscar: "lookalike.oscar.OscarWriter".
+    "CATALOG_WRITER": "scraper.catalog.CatalogWriter",
 }
 
 
 def app_setting(name: str) -> Any:
     user = getattr(settings, "SCRAPER", None) or {}
-    if name in ("PRODUCT_FIELDS", "IMAGE_FIELDS"):
-        return {**DEFAULTS[name], **user.get(name, {})}
     value = user.get(name, DEFAULTS[name])
     if name == "ALLOW_HOSTS" and value is None:
         return _env_hosts()
     return value
-
-
-def store_model_label() -> str:
-    return app_setting("STORE_MODEL")
 
 
 def fetch_policy(**overrides: Any) -> FetchPolicy:
@@ -174,6 +142,11 @@ def _redis_client(url: str) -> Any:
     return redis.Redis.from_url(url)
 
 
+def redis_url() -> str:
+    url = app_setting("REDIS_URL") or getattr(settings, "REDIS_URL", None)
+    return str(url or settings.CELERY_BROKER_URL)
+
+
 def redis_key_prefix() -> str:
     """Keys under the cache's prefix, so test runs sharing one Valkey do not share throttles."""
     cache_prefix = settings.CACHES.get("default", {}).get("KEY_PREFIX") or "lookalike"
@@ -190,7 +163,7 @@ def domain_throttle() -> DomainThrottle | LocalThrottle:
             max_concurrency=int(app_setting("DOMAIN_MAX_CONCURRENCY")),
         )
     return DomainThrottle(
-        _redis_client(settings.REDIS_URL),
+        _redis_client(redis_url()),
         min_interval_s=float(app_setting("DOMAIN_MIN_INTERVAL_S")),
         max_concurrency=int(app_setting("DOMAIN_MAX_CONCURRENCY")),
         lease_s=float(app_setting("THROTTLE_LEASE_S") or float(app_setting("TOTAL_TIMEOUT_S")) + 15.0),
@@ -206,6 +179,6 @@ def build_client(**policy_overrides: Any) -> GuardedClient:
     return GuardedClient(
         fetch_policy(**policy_overrides),
         domain_throttle(),
-        robots_redis=_redis_client(settings.REDIS_URL) if shared else None,
+        robots_redis=_redis_client(redis_url()) if shared else None,
         robots_key_prefix=f"{redis_key_prefix()}:robots",
     )

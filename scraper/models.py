@@ -13,9 +13,9 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from scraper.conf import store_model_label
+from lookalike.conf import model_label
 
-STORE_MODEL = store_model_label()
+STORE_MODEL = model_label("STORE_MODEL")
 
 
 def import_upload_path(instance: ImportJob, filename: str) -> str:

@@ -31,8 +31,9 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from lookalike.catalog import store_value
 from scraper import leases
-from scraper.catalog import CatalogWriter, ImageWork, Outcome, sha256_hex
+from scraper.catalog import CatalogWriter, ImageWork, Outcome, catalog_writer, sha256_hex
 from scraper.conf import app_setting, build_client
 from scraper.downloads import DownloadOutcome, download_images
 from scraper.http import FetchError, FetchResult, GuardedClient
@@ -108,7 +109,7 @@ def start_import(
     if sum(bool(value) for value in (source_url, source_file, source_path)) != 1:
         raise ValueError("give exactly one of source_url, source_file and source_path")
     job = ImportJob(
-        store=store,  # type: ignore[misc]  # the configured store model (SCRAPER["STORE_MODEL"])
+        store=store,  # type: ignore[misc]  # the configured store model (LOOKALIKE["STORE_MODEL"])
         kind=kind,
         source_url=source_url,
         source_path=source_path,
@@ -332,7 +333,7 @@ def open_source(
     job: ImportJob, *, client: GuardedClient, limits: Limits, resources: contextlib.ExitStack
 ) -> CatalogSource:
     """The source that reads the job's file, folder or URL; an ``auto`` kind is resolved and saved."""
-    base_url = str(getattr(job.store, "base_url", "") or "")
+    base_url = str(store_value(job.store, "base_url", ""))
     if job.source_url:
         kind, prefetched = _resolve_url_kind(job, client)
         _save_kind(job, kind)
@@ -425,7 +426,7 @@ def _url_source(
     url = job.source_url
     data = prefetched.content if prefetched is not None else None
     if kind == Kind.SHOPIFY:
-        currency = str(getattr(job.store, "currency", "") or "")
+        currency = str(store_value(job.store, "currency", ""))
         collection = job.options.get("collection") or None
         return ShopifySource(client=client, url=url, currency=currency, collection=collection, limits=limits)
     if kind == Kind.SITEMAP:
@@ -444,7 +445,7 @@ def _retry_sources(
     if not urls:
         return
     if job.kind == Kind.SHOPIFY:
-        currency = str(getattr(job.store, "currency", "") or "")
+        currency = str(store_value(job.store, "currency", ""))
         collection = job.options.get("collection") or None
         # A page that could not be fetched stopped the walk: resume there. Products that failed on a
         # page that was read: read that page again.
@@ -518,7 +519,7 @@ class _ImportRun:
         self.token = leases.run_token(job)
         self.images = images
         self.on_progress = on_progress
-        self.writer = CatalogWriter(store=job.store)
+        self.writer = catalog_writer(store=job.store)
         self.limits = limits_from_settings()
         self.client: GuardedClient | None = None
         self.batch: list[ScrapedProduct] = []
@@ -854,7 +855,7 @@ def fetch_images(
         return None
     if run and leases.run_token(job) != run:
         return None  # the job was started over: the new run queues what is still missing
-    writer = CatalogWriter(store=job.store)
+    writer = catalog_writer(store=job.store)
     retry_later = attempt < int(app_setting("IMAGE_TASK_RETRIES"))
     with leases.heartbeat(job_id, run), build_client() as client:
         outcome = download_images(

@@ -1,7 +1,7 @@
 """The bundled catalog: the default product and image models and the demo store.
 
-The recommendation apps reach these only through the interface in ``recommendations/catalog.py``
-(``RECOMMENDATIONS_PRODUCT_MODEL`` / ``RECOMMENDATIONS_IMAGE_MODEL``), so a shop can use its own models.
+The plugin apps reach these only through ``lookalike.catalog`` (the ``LOOKALIKE`` setting; these are its
+defaults), so a shop can use its own models.
 """
 
 from __future__ import annotations

@@ -63,6 +63,24 @@ def _media_root() -> Iterator[None]:
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
 
 
+REQUEST_FIXTURES = {"client", "admin_client", "live_server", "async_client", "db", "transactional_db"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(request) -> None:
+    """All of a run's requests come from 127.0.0.1: each test that may send some (it uses the database or a
+    client) starts with no requests counted against the per-address rate limits and no failed logins."""
+    if not (REQUEST_FIXTURES & set(request.fixturenames) or request.node.get_closest_marker("django_db")):
+        return
+    from django.core.cache import cache
+
+    valkey = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    for pattern in ("rl:*", "login-failures:*"):
+        keys = list(valkey.scan_iter(match=cache.make_key(pattern), count=1000))
+        if keys:
+            valkey.delete(*keys)
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:
     """A real Celery worker process on the real broker, connected to the test database.

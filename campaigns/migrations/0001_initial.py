@@ -8,10 +8,12 @@ import pgvector.django.halfvec
 from django.conf import settings
 from django.db import migrations, models
 
+from lookalike.conf import model_label
+
 # The catalog models are configurable (docs/plugin.md, docs/campaigns.md); the migration follows the settings.
-PRODUCT_MODEL = getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
-STORE_MODEL = getattr(settings, "CAMPAIGNS_STORE_MODEL", "shop.Store")
-CATEGORY_MODEL = getattr(settings, "CAMPAIGNS_CATEGORY_MODEL", "shop.Category")
+PRODUCT_MODEL = model_label("PRODUCT_MODEL")
+STORE_MODEL = model_label("STORE_MODEL")
+CATEGORY_MODEL = model_label("CATEGORY_MODEL")
 
 
 class Migration(migrations.Migration):

@@ -4,12 +4,13 @@ It may look at products, stores and categories (to pick them in campaign forms) 
 and has no access to catalog imports or users.
 """
 
-from django.conf import settings
 from django.db import migrations
 
-PRODUCT_MODEL = getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
-STORE_MODEL = getattr(settings, "CAMPAIGNS_STORE_MODEL", "shop.Store")
-CATEGORY_MODEL = getattr(settings, "CAMPAIGNS_CATEGORY_MODEL", "shop.Category")
+from lookalike.conf import model_label as catalog_label
+
+PRODUCT_MODEL = catalog_label("PRODUCT_MODEL")
+STORE_MODEL = catalog_label("STORE_MODEL")
+CATEGORY_MODEL = catalog_label("CATEGORY_MODEL")
 
 GROUP_NAME = "Marketing"
 

@@ -5,11 +5,13 @@ import django.db.models.deletion
 import pgvector.django.halfvec
 from django.conf import settings
 from django.db import migrations, models
+
+from lookalike.conf import model_label
 from pgvector.django import VectorExtension
 
-# The catalog models are configurable (docs/plugin.md); the migration follows the settings.
-PRODUCT_MODEL = getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
-IMAGE_MODEL = getattr(settings, "RECOMMENDATIONS_IMAGE_MODEL", "shop.ProductImage")
+# The catalog models are configurable (docs/plugin.md); the migration follows LOOKALIKE.
+PRODUCT_MODEL = model_label("PRODUCT_MODEL")
+IMAGE_MODEL = model_label("IMAGE_MODEL")
 
 
 class Migration(migrations.Migration):

@@ -5,8 +5,10 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-# The catalog models are configurable (docs/plugin.md); the migration follows the settings, as 0001 does.
-PRODUCT_MODEL = getattr(settings, "RECOMMENDATIONS_PRODUCT_MODEL", "shop.Product")
+from lookalike.conf import model_label
+
+# The catalog models are configurable (docs/plugin.md); the migration follows LOOKALIKE, as 0001 does.
+PRODUCT_MODEL = model_label("PRODUCT_MODEL")
 
 
 class Migration(migrations.Migration):

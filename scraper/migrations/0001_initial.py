@@ -5,10 +5,10 @@ import scraper.models
 from django.conf import settings
 from django.db import migrations, models
 
-from scraper.conf import store_model_label
+from lookalike.conf import model_label
 
-# The store model is configurable (SCRAPER["STORE_MODEL"], docs/catalog-import.md); the migration follows it.
-STORE_MODEL = store_model_label()
+# The store model is configurable (LOOKALIKE['STORE_MODEL'], docs/plugin.md); the migration follows it.
+STORE_MODEL = model_label("STORE_MODEL")
 
 
 class Migration(migrations.Migration):

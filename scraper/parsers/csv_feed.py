@@ -257,6 +257,12 @@ def _iter_products(
             reason="the file is not valid UTF-8 and was read as Windows-1252 (cp1252); if accented "
             "characters look wrong, save the file as UTF-8 and import it again",
         )
+    elif encoding not in ("utf-8", "utf-8-sig", "utf-16"):
+        yield RowError(
+            source_ref="file",
+            reason=f"the file is not valid UTF-8 and was read as {encoding} (recognised from its content); "
+            "if characters look wrong, save the file as UTF-8 and import it again",
+        )
     first_row_of: dict[str, int] = {}
     pending: ScrapedProduct | None = None
     row_number = first_row_number
@@ -298,6 +304,16 @@ def _iter_products(
             yield RowError(
                 source_ref=source_ref,
                 reason="missing title",
+                external_id=product.external_id,
+                payload=payload,
+            )
+            continue
+        if "\ufffd" in product.title:
+            # Bytes the encoding does not define: storing this would overwrite a good title with garbage.
+            yield RowError(
+                source_ref=source_ref,
+                reason=f"the title has characters that could not be read as {encoding}; "
+                "save the file as UTF-8 and import it again",
                 external_id=product.external_id,
                 payload=payload,
             )

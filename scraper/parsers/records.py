@@ -312,12 +312,36 @@ def unique(values: list[str]) -> list[str]:
 # --- Byte helpers ------------------------------------------------------------------------------------
 
 
+# Multi-byte encodings of Japanese, Chinese and Korean text (Python codec names). charset_normalizer tells
+# these apart from Western text reliably; among single-byte encodings it does not (it reads cp1252 French as
+# cp1250), so for those Windows-1252 stays the guess.
+_CJK_ENCODINGS = (
+    "cp932", "shift_jis", "euc_j", "iso2022_jp", "gb2312", "gbk", "gb18030", "hz", "big5", "cp950",
+    "euc_kr", "cp949", "johab", "iso2022_kr",
+)  # fmt: skip
+_DETECT_SAMPLE_BYTES = 1 << 20
+
+
+def _detect_cjk_encoding(data: bytes) -> str | None:
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data[:_DETECT_SAMPLE_BYTES]).best()
+    if best is None or not best.encoding.startswith(_CJK_ENCODINGS):
+        return None
+    try:
+        data.decode(best.encoding)  # the whole file, strictly: the sample may not tell
+    except (UnicodeDecodeError, LookupError):
+        return None
+    return best.encoding
+
+
 def decode_text(data: bytes) -> tuple[str, str]:
-    """Decode a text feed: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252.
+    """Decode a text feed: UTF-8 (with or without BOM), UTF-16 with BOM, a Japanese, Chinese or Korean
+    encoding recognised from the content (Shift-JIS, EUC-JP, GBK, Big5, EUC-KR, ...), else Windows-1252.
 
     Returns ``(text, encoding)``. Windows-1252 is what spreadsheet programs on Windows write when a
-    user saves "CSV" without choosing UTF-8; callers report when it was used, since the guess can be
-    wrong for other single-byte encodings.
+    user saves "CSV" without choosing UTF-8; callers report when anything but UTF was used, since the
+    guess can be wrong for other single-byte encodings.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
@@ -326,8 +350,13 @@ def decode_text(data: bytes) -> tuple[str, str]:
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        # cp1252 leaves five byte values undefined; those become U+FFFD rather than failing the feed.
-        return data.decode("cp1252", errors="replace"), "cp1252"
+        pass
+    detected = _detect_cjk_encoding(data)
+    if detected:
+        return data.decode(detected), detected
+    # cp1252 leaves five byte values undefined; those become U+FFFD rather than failing the feed (a row whose
+    # title holds one is refused rather than stored: see csv_feed).
+    return data.decode("cp1252", errors="replace"), "cp1252"
 
 
 GZIP_MAGIC = b"\x1f\x8b"

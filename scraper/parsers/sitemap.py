@@ -34,6 +34,7 @@ from .records import (
     absolute_url,
     availability_detail,
     clean_text,
+    decode_text,
     html_to_text,
     maybe_gunzip,
     parse_in_stock,
@@ -198,10 +199,8 @@ def _decode_html(data: bytes) -> str:
             return data.decode(declared.group(1).decode("ascii"), errors="replace")
         except LookupError:
             pass
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+    # Undeclared: UTF-8, a recognised Japanese, Chinese or Korean encoding, else Windows-1252.
+    return decode_text(data)[0]
 
 
 def _read_json_ld(document: lxml.html.HtmlElement) -> tuple[list[dict[str, Any]], str]:

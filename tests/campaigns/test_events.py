@@ -21,9 +21,7 @@ def shopper() -> Client:
 
 
 def click_link(campaign: Campaign, product, **params: str) -> str:
-    query = "&".join(
-        [f"cr={campaign.creatives.get().pk}", "v=visual", *(f"{k}={v}" for k, v in params.items())]
-    )
+    query = "&".join([f"cr={campaign.creatives.get().pk}", *(f"{k}={v}" for k, v in params.items())])
     return f"/c/{campaign.slug}/go/{product.pk}/?{query}"
 
 
@@ -84,7 +82,7 @@ def test_conversions_reported_by_the_store_are_attributed_to_the_click(
     vector_product, live_campaign, settings
 ):
     # Product links go to the source store's pages (another host) instead of the bundled storefront.
-    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "CATALOG_FIELDS": {"url": "url"}}
+    settings.LOOKALIKE = {"PRODUCT_FIELDS": {"url": "url"}}
     product = vector_product(unit(1, 0, 0, 0), title="Polo")
     product.url = "https://store.example/products/polo?colour=red"
     product.save()

@@ -72,7 +72,7 @@ def test_utm_parameters_and_click_ids_travel_to_the_product_page(vector_product,
     response = shopper.get(f"/c/{campaign.slug}/?utm_source=google&utm_campaign=polo&gclid=Cj0&email=a@b.c")
     html = response.content.decode()
     creative = campaign.creatives.get()
-    link = f"/c/{campaign.slug}/go/{product.pk}/?cr={creative.pk}&amp;v=visual&amp;utm_source=google"
+    link = f"/c/{campaign.slug}/go/{product.pk}/?cr={creative.pk}&amp;utm_source=google"
     assert link in html
     assert "gclid=Cj0" in html and "email" not in html
 

@@ -1,9 +1,9 @@
-"""The recommendation app inside a shop with its own catalog models (``tests/own_shop``).
+"""The three plugin apps inside a shop with its own catalog models (``tests/own_shop``).
 
 Not collected by the main test run, whose settings install the bundled ``shop``: ``tests/test_own_catalog.py``
 runs this file in its own pytest process with ``--ds=tests.own_shop.settings``. Everything is real: the
-migrations of ``recommendations`` against ``catalogue.Item``, EfficientNet-Lite0 forward passes on Myntra
-photos, pgvector queries, the REST API and the template tag.
+migrations against ``catalogue.Item``, EfficientNet-Lite0 forward passes on Myntra photos, pgvector
+queries, the REST API, the template tag, a campaign's landing page and a CSV import.
 """
 
 from __future__ import annotations
@@ -20,23 +20,31 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.template import Context, Template
 
-from recommendations import catalog, selectors
+from campaigns.models import Campaign, Creative
+from campaigns.services import embed_creative, save_creative
+from lookalike import catalog
+from recommendations import selectors
 from recommendations.models import ImageEmbedding, ProductEmbedding
-from tests.own_shop.models import Department, Item, ItemPhoto
+from scraper.models import ImportJob
+from tests.own_shop.models import Department, Item, ItemPhoto, Seller
 
 DATA_DIR = Path(os.environ.get("LOOKALIKE_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
 MYNTRA = DATA_DIR / "myntra"
 
-pytestmark = pytest.mark.skipif(not MYNTRA.exists(), reason=f"no Myntra photos under {DATA_DIR}")
+if not MYNTRA.exists():
+    pytest.fail(f"no Myntra photos under {DATA_DIR} (set LOOKALIKE_DATA_DIR)", pytrace=False)
 
 
 def myntra_photos(article_type: str, count: int) -> list[tuple[str, bytes]]:
     with (MYNTRA / "labels.csv").open(newline="") as labels:
         rows = [row for row in csv.DictReader(labels) if row["articleType"] == article_type]
     rows.sort(key=lambda row: int(row["id"]))
-    return [
-        (row["productDisplayName"], (MYNTRA / "images" / row["image"]).read_bytes()) for row in rows[:count]
-    ]
+    photos: dict[bytes, str] = {}  # the set repeats some photos under other products: one of each
+    for row in rows:
+        photos.setdefault((MYNTRA / "images" / row["image"]).read_bytes(), row["productDisplayName"])
+        if len(photos) == count:
+            break
+    return [(title, data) for data, title in photos.items()]
 
 
 @pytest.fixture
@@ -62,8 +70,10 @@ def catalogue(db, settings, tmp_path):
     return items, broken, out.getvalue()
 
 
-def test_the_app_migrated_against_the_shops_own_models():
+def test_the_apps_migrated_against_the_shops_own_models():
     assert catalog.product_model() is Item and catalog.image_model() is ItemPhoto
+    assert ImportJob._meta.get_field("store").related_model is Seller
+    assert Campaign._meta.get_field("categories").related_model is Department
     assert ProductEmbedding._meta.get_field("product").related_model is Item
     assert ImageEmbedding._meta.get_field("image").related_model is ItemPhoto
 
@@ -129,3 +139,54 @@ def test_precomputed_neighbours_work_on_the_shops_catalog(catalogue):
 
     assert result.source == selectors.PRECOMPUTED
     assert len(result.items) == 3 and all(isinstance(s.product, Item) for s in result.items)
+
+
+def test_a_campaign_landing_page_shows_the_shops_products_in_its_layout(catalogue, client):
+    items, _, _ = catalogue
+    campaign = Campaign.objects.create(name="Watches", slug="watches", status=Campaign.Status.LIVE)
+    campaign.categories.add(items["Watches"][0].department)
+    creative = save_creative(
+        creative=Creative(campaign=campaign, name="Ad", slug="ad"),
+        image_data=myntra_photos("Watches", 6)[5][1],  # a watch that is not in the catalog
+    )
+    assert embed_creative(creative_id=creative.pk) == "embedded"
+
+    response = client.get(
+        f"/c/{campaign.slug}/", HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
+    )
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'class="own-shop-layout"' in html  # LOOKALIKE["BASE_TEMPLATE"]
+    shown = [int(pk) for pk in re.findall(rf'href="/c/{campaign.slug}/go/(\d+)/', html)]
+    in_stock_watches = {item.pk for item in items["Watches"][:3]}
+    assert shown and set(shown) <= in_stock_watches
+    redirect = client.get(f"/c/{campaign.slug}/go/{shown[0]}/", HTTP_USER_AGENT="Mozilla/5.0 Firefox/133.0")
+    assert redirect.status_code == 302 and redirect["Location"].startswith(f"/items/{shown[0]}/")
+
+
+def test_a_csv_import_writes_the_shops_own_models(db, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    photos = myntra_photos("Shirts", 2)
+    for index, (_, data) in enumerate(photos):
+        (tmp_path / f"shirt-{index}.jpg").write_bytes(data)
+    rows = ["id,title,price,category,image"]
+    rows += [
+        f"S{index},{title.replace(',', ' ')},{19 + index},Shirts,shirt-{index}.jpg"
+        for index, (title, _) in enumerate(photos)
+    ]
+    (tmp_path / "catalog.csv").write_text("\n".join(rows) + "\n")
+
+    call_command(
+        "import_catalog", str(tmp_path / "catalog.csv"), "--store", "Outlet", "--sync", "--no-progress"
+    )
+
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.SUCCEEDED, list(job.errors.values_list("reason", flat=True))
+    seller = Seller.objects.get(name="Outlet")
+    imported = Item.objects.filter(seller=seller).order_by("sku")
+    assert [(item.sku, item.price_incl_tax) for item in imported] == [
+        ("S0", Decimal(19)),
+        ("S1", Decimal(20)),
+    ]
+    assert [item.photos.get().original.read() for item in imported] == [data for _, data in photos]

@@ -1,11 +1,9 @@
-"""An existing Django shop that installs ``recommendations`` and points it at its own catalog models.
+"""An existing Django shop that installs the three plugin apps and points them at its own catalog models.
 
-Neither ``shop`` nor ``scraper`` nor ``campaigns`` is installed: what runs here is what a shop gets from
-following docs/plugin.md.
+The bundled ``shop`` is not installed: what runs here is what a shop gets from following docs/plugin.md.
 """
 
 from config.settings_test import *  # noqa: F403
-from config.settings_test import RECOMMENDATIONS
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -19,28 +17,28 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "tests.own_shop",
     "recommendations",
+    "scraper",
+    "campaigns",
 ]
 ROOT_URLCONF = "tests.own_shop.urls"
 
-RECOMMENDATIONS_PRODUCT_MODEL = "catalogue.Item"
-RECOMMENDATIONS_IMAGE_MODEL = "catalogue.ItemPhoto"
-RECOMMENDATIONS = {
-    **RECOMMENDATIONS,
-    "CATALOG_FIELDS": {
+LOOKALIKE = {
+    "PRODUCT_MODEL": "catalogue.Item",
+    "IMAGE_MODEL": "catalogue.ItemPhoto",
+    "STORE_MODEL": "catalogue.Seller",
+    "CATEGORY_MODEL": "catalogue.Department",
+    # Roles not named here (brand, currency, description, ...) are absent: their filters are off.
+    "PRODUCT_FIELDS": {
         "title": "name",
         "price": "price_incl_tax",
         "in_stock": "is_available",
         "category": "department",
-        "brand": None,
-        "store": None,
-        "url": None,
+        "store": "seller",
+        "external_id": "sku",
     },
-    "IMAGE_FIELDS": {
-        "product": "item",
-        "image": "original",
-        "position": "display_order",
-        "sha256": None,
-        "status": None,
-        "failure_reason": None,
-    },
+    "IMAGE_FIELDS": {"product": "item", "image": "original", "position": "display_order"},
+    "STORE_FIELDS": {"name": "name", "base_url": "website"},
+    "CATEGORY_FIELDS": {"name": "name"},
+    # The plugin's pages inside this shop's own layout (tests/own_shop/templates/).
+    "BASE_TEMPLATE": "own_shop/lookalike_base.html",
 }

@@ -1,3 +1,3 @@
 from django.urls import include, path
 
-urlpatterns = [path("", include("recommendations.urls"))]
+urlpatterns = [path("", include("recommendations.urls")), path("", include("campaigns.urls"))]

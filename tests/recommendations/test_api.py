@@ -5,13 +5,11 @@ import json
 
 import numpy as np
 import pytest
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test.utils import override_settings
 from django.urls import reverse
 from PIL import Image
 
-from recommendations.api import ImageSearchThrottle
 from recommendations.serializers import SimilarProductSerializer
 from tests.factories import add_image, jpeg_bytes
 from tests.recommendations.vectors import clustered_vectors, create_catalog, create_space
@@ -179,7 +177,6 @@ def png_bytes(size_px: int = 64) -> bytes:
 
 
 def upload(client, data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg", **fields):
-    cache.delete(ImageSearchThrottle.cache_format % {"scope": "image_search", "ident": "127.0.0.1"})
     return client.post(
         SEARCH_URL, {"image": SimpleUploadedFile(name, data, content_type=content_type), **fields}
     )

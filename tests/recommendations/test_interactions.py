@@ -134,7 +134,7 @@ def test_the_shop_app_does_not_import_recommendations():
 
 @pytest.mark.django_db(transaction=True)
 def test_expiry_task_runs_on_a_real_worker(celery_worker, make_product):
-    from recommendations.interactions import expire_profiles_task
+    from recommendations.tasks import expire_profiles_task
 
     product = make_product(image=None)
     old = Interaction.objects.create(session_key="gone", product=product, kind="view")

@@ -28,16 +28,16 @@ def test_allow_hosts_come_from_the_environment_unless_set(settings, monkeypatch)
     assert fetch_policy().allow_hosts == frozenset({"127.0.0.1", "fixture.test"})
     settings.SCRAPER = {"ALLOW_HOSTS": []}
     assert fetch_policy().allow_hosts == frozenset()
-    assert app_setting("IMAGE_FIELDS")["sha256"] == "sha256"
+    assert app_setting("CATALOG_WRITER") == "scraper.catalog.CatalogWriter"
 
 
 def test_the_system_check_names_wrong_settings(settings) -> None:
     assert check_catalog(None) == []
-    settings.SCRAPER = {"PRODUCT_FIELDS": {"title": "name"}, "BATCH_SIZE": 0, "MAX_PAGES": 3}
-    assert sorted(error.id for error in check_catalog(None)) == [
-        "scraper.E002",
-        "scraper.E003",
-        "scraper.E004",
-    ]
-    settings.SCRAPER = {"PRODUCT_MODEL": "shop.Nothing"}
+    settings.LOOKALIKE = {"PRODUCT_FIELDS": {"external_id": "sku"}}
+    settings.SCRAPER = {"BATCH_SIZE": 0, "MAX_PAGES": 3}
+    errors = check_catalog(None)
+    assert sorted(error.id for error in errors) == ["scraper.E002", "scraper.E003", "scraper.E004"]
+    assert "LOOKALIKE['PRODUCT_FIELDS']['external_id'] = 'sku'" in errors[0].msg
+    settings.LOOKALIKE = {}
+    settings.SCRAPER = {"CATALOG_WRITER": "scraper.catalog.Nothing"}
     assert [error.id for error in check_catalog(None)] == ["scraper.E001"]

@@ -1,7 +1,8 @@
 """``manage.py evaluate_personalisation``: offline evaluation of the shopper profiles on the Myntra photos.
 
-Runs on vectors in memory (embedded once with the configured encoder and cached under var/cache/), with the
-same selection functions as /for-you/ and the preference game. See docs/personalisation.md.
+Runs on vectors in memory (embedded once with the configured encoder and cached in ~/.cache/lookalike or
+$LOOKALIKE_CACHE_DIR), with the same selection functions as /for-you/ and the preference game. See
+docs/personalisation.md.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         default_data = os.environ.get(
-            "LOOKALIKE_DATA_DIR", str(Path(settings.BASE_DIR).parent / "shared" / "data")
+            "LOOKALIKE_DATA_DIR",
+            str(Path(getattr(settings, "BASE_DIR", Path.cwd())).parent / "shared" / "data"),
         )
         parser.add_argument(
             "--data-dir", default=default_data, help="Folder holding myntra/ (LOOKALIKE_DATA_DIR)."

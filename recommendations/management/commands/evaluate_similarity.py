@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from recommendations.catalog import product_field, product_model
+from lookalike.catalog import product_model, products, role_lookup
 from recommendations.evaluation import exact_rankings, format_table, read_labels, score_rankings
 from recommendations.models import ProductEmbedding
 from recommendations.selectors import ProductFilter, active_space, load_space_vectors, similar_products
@@ -69,13 +69,11 @@ class Command(BaseCommand):
         if space is None:
             raise CommandError("No embedding space is active: embed the catalog first.")
 
-        products = product_model()._default_manager.filter(
-            **{f"{options['product_field']}__in": list(labels.keys)}
-        )
-        store_field = product_field("store")
+        labelled = products().filter(**{f"{options['product_field']}__in": list(labels.keys)})
+        store_field = role_lookup("store")
         if options["store"] is not None and store_field:
-            products = products.filter(**{store_field: options["store"]})
-        key_of = {pk: str(value) for pk, value in products.values_list("pk", options["product_field"])}
+            labelled = labelled.filter(**{store_field: options["store"]})
+        key_of = {pk: str(value) for pk, value in labelled.values_list("pk", options["product_field"])}
         embedded = set(
             ProductEmbedding.objects.filter(space=space, product_id__in=list(key_of)).values_list(
                 "product_id", flat=True

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from scraper.catalog import store_model
+from lookalike.catalog import has_field, store_field, store_model
 from scraper.conf import build_client
 from scraper.http import FetchError
 from scraper.models import ImportJob
@@ -98,16 +98,15 @@ class Command(BaseCommand):
             found = model._default_manager.filter(pk=int(value)).first()
             if found is not None:
                 return found
-        try:
-            model._meta.get_field("name")
-        except Exception:
-            raise CommandError(f"no store with id {value}") from None
-        found = model._default_manager.filter(name=value).order_by("pk").first()
+        name_field, url_field = store_field("name"), store_field("base_url")
+        if name_field is None or not has_field(model, name_field):
+            raise CommandError(f"no store with id {value}")
+        found = model._default_manager.filter(**{name_field: value}).order_by("pk").first()
         if found is not None:
             return found
-        values: dict[str, Any] = {"name": value}
-        if base_url and any(field.name == "base_url" for field in model._meta.get_fields()):
-            values["base_url"] = base_url.split("?", 1)[0]
+        values: dict[str, Any] = {str(name_field): value}
+        if base_url and has_field(model, url_field):
+            values[str(url_field)] = base_url.split("?", 1)[0]
         self.stdout.write(f"Creating the store {value!r}.")
         return model._default_manager.create(**values)
 
