@@ -136,19 +136,22 @@ class SimilarProductsView(APIView):
     )
     def get(self, request: Request, pk: int) -> HttpResponseBase:
         query = SimilarQuerySerializer(data=request.query_params)
-        if not query.is_valid():
-            return _error(status.HTTP_400_BAD_REQUEST, "Invalid parameters.", query.errors)
+        # Without parameters (the widget's call, most of the traffic) a cache hit needs no validation.
+        params: tuple[Any, ...] = ()
+        if request.query_params:
+            if not query.is_valid():
+                return _error(status.HTTP_400_BAD_REQUEST, "Invalid parameters.", query.errors)
+            params = tuple(sorted(query.validated_data.items()))
         if not isinstance(request.accepted_renderer, JSONRenderer):  # the browsable API: not cached
             return Response(self.similar(request, pk, query))
         # The rendered JSON, per product and parameters, until the catalog changes (recommendations.cache).
         # The image URLs in it are absolute: the host is part of the key.
-        key = cache.entry_key(
-            "similar-api", pk, sorted(query.validated_data.items()), request.build_absolute_uri("/")
-        )
+        key = cache.entry_key("similar-api", pk, params, request.build_absolute_uri("/"))
         body = cache.cached(key, lambda: JSONRenderer().render(self.similar(request, pk, query)))
         return HttpResponse(body, content_type="application/json")
 
     def similar(self, request: Request, pk: int, query: SimilarQuerySerializer) -> dict[str, Any]:
+        query.is_valid(raise_exception=True)  # validated already, unless it had no parameters
         products = product_model()._default_manager.all()
         # The product row itself is only needed for "same category"; otherwise its id is enough, and an
         # unknown id shows as "no vector", checked below (one query less on every product page).
