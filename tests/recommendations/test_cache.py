@@ -20,8 +20,8 @@ def titles(client, product_id: int, query: str = "") -> list[str]:
 
 def test_api_answers_are_cached_until_a_product_is_saved(
     client,
-    catalog,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    catalog,  # noqa: F811  (the fixture imported above)
+    django_capture_on_commit_callbacks,
 ):
     query = catalog["products"][0]
     first = titles(client, query.pk, "?limit=5")
