@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # the only address the client connects to
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537"
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,6 +47,12 @@ def parse_args() -> argparse.Namespace:
         "--no-neighbours", action="store_true", help="skip compute_neighbours (live HNSW queries only)"
     )
     parser.add_argument("--pages", default="", help="comma-separated subset of page names to load")
+    parser.add_argument(
+        "--browser",
+        action="store_true",
+        help="send a browser's User-Agent: landing pages then record an impression per new visitor (without "
+        "it the client counts as a bot, as a load tester is, and nothing is recorded)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -80,7 +87,8 @@ async def _get(port: int, path: str, timeout_s: float) -> str:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout_s)
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            agent = f"User-Agent: {BROWSER_UA}\r\n" if args.browser else ""
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{agent}Connection: close\r\n\r\n".encode())
             await writer.drain()
             response = await asyncio.wait_for(reader.read(), timeout_s)
         finally:
