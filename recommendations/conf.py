@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_LEASE_S": 60,
     # A batch whose workers died this many times (an image that crashes the decoder?) is marked failed.
     "BATCH_MAX_ATTEMPTS": 3,
+    # Batches done longer ago than this are deleted by the sweeper (failed ones are kept for the admin).
+    "BATCH_KEEP_S": 24 * 3600,
     # While a new embedding space is being filled, how often it is checked for completeness (then activated).
     "REEMBED_POLL_S": 30,
     # A product's query vector: "primary" (its first image) or "mean" (mean of its images).

@@ -134,7 +134,8 @@ def renewing(renew: Callable[[], bool], *, every_s: float) -> Iterator[None]:
 
 def requeue_expired_batches() -> int:
     """Queue again every batch whose lease has expired (its worker died, or the message the sweeper sent
-    last time was not picked up within a lease); returns how many were queued."""
+    last time was not picked up within a lease); returns how many were queued. Also forgets batches done
+    longer ago than BATCH_KEEP_S."""
     from recommendations.tasks import embed_images_task
 
     now = timezone.now()
@@ -165,6 +166,8 @@ def requeue_expired_batches() -> int:
                 )
 
         transaction.on_commit(send)
+    keep_after = now - timedelta(seconds=float(app_setting("BATCH_KEEP_S")))
+    EmbeddingBatch.objects.filter(status=Status.DONE, finished_at__lt=keep_after).delete()
     return len(requeued)
 
 

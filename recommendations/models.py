@@ -211,7 +211,13 @@ class EmbeddingBatch(models.Model):
                 fields=["lease_expires_at"],
                 condition=models.Q(lease_expires_at__isnull=False),
                 name="embeddingbatch_lease",
-            )
+            ),
+            # Finished batches are deleted by the sweeper after BATCH_KEEP_S.
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(status="done"),
+                name="embeddingbatch_done",
+            ),
         ]
 
     def __str__(self) -> str:

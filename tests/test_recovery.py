@@ -208,3 +208,16 @@ def test_a_redelivered_import_takes_over_a_silent_job_and_skips_a_live_one(store
     assert taken is not None and taken.started_at > first.started_at  # a new run
     # The old run's writes are refused from now on.
     assert not ImportJob.objects.filter(pk=job.pk, started_at=first.started_at).exists()
+
+
+@pytest.mark.django_db
+def test_the_sweeper_forgets_finished_batches_after_a_day_and_keeps_failed_ones():
+    old = timezone.now() - timedelta(days=2)
+    done = EmbeddingBatch.objects.create(image_ids=[1], status=EmbeddingBatch.Status.DONE, finished_at=old)
+    failed = EmbeddingBatch.objects.create(image_ids=[2], status=EmbeddingBatch.Status.FAILED, finished_at=old)
+    recent = EmbeddingBatch.objects.create(
+        image_ids=[3], status=EmbeddingBatch.Status.DONE, finished_at=timezone.now()
+    )
+    leases.requeue_expired_batches()
+    remaining = set(EmbeddingBatch.objects.values_list("pk", flat=True))
+    assert done.pk not in remaining and {failed.pk, recent.pk} <= remaining
