@@ -214,7 +214,9 @@ def test_a_redelivered_import_takes_over_a_silent_job_and_skips_a_live_one(store
 def test_the_sweeper_forgets_finished_batches_after_a_day_and_keeps_failed_ones():
     old = timezone.now() - timedelta(days=2)
     done = EmbeddingBatch.objects.create(image_ids=[1], status=EmbeddingBatch.Status.DONE, finished_at=old)
-    failed = EmbeddingBatch.objects.create(image_ids=[2], status=EmbeddingBatch.Status.FAILED, finished_at=old)
+    failed = EmbeddingBatch.objects.create(
+        image_ids=[2], status=EmbeddingBatch.Status.FAILED, finished_at=old
+    )
     recent = EmbeddingBatch.objects.create(
         image_ids=[3], status=EmbeddingBatch.Status.DONE, finished_at=timezone.now()
     )
