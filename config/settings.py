@@ -151,6 +151,7 @@ CELERY_TASK_ROUTES = {
     "scraper.requeue_stale_jobs": {"queue": "default"},
     "scraper.*": {"queue": "scrape"},
     "recommendations.embed_*": {"queue": "embeddings"},
+    "recommendations.adapt_*": {"queue": "embeddings"},
     "campaigns.embed_*": {"queue": "embeddings"},
 }
 # Tasks are idempotent, so a worker that dies mid-task must hand the message back rather than lose it.

@@ -43,6 +43,9 @@ RECOMMENDATIONS = {
     "TORCH_THREADS": 1,
     "DECODE_WORKERS": 1,
     "BATCH_SIZE": 16,
+    # The pipeline's mechanics are tested on the CNN's vectors, which tests compare with the model's own
+    # output; tests of colour-aware similarity and adaptation ask for the "combined" recipe themselves.
+    "RECIPE": os.environ.get("LOOKALIKE_RECIPE", "cnn"),
 }
 
 # Catalog import against the loopback fixture store (tests/scraper/fixture_store.py): politeness relaxed so

@@ -34,6 +34,23 @@ DEFAULTS: dict[str, Any] = {
     "REEMBED_POLL_S": 30,
     # A product's query vector: "primary" (its first image) or "mean" (mean of its images).
     "PRODUCT_VECTOR": "primary",
+    # How a photo becomes a vector (recommendations.recipes): "combined" (the CNN's features with the
+    # product's colour and pattern) or "cnn" (the CNN's features alone).
+    "RECIPE": "combined",
+    # Weights of the combined vector's parts; their squares are each part's share of the cosine.
+    "RECIPE_WEIGHTS": {"cnn": 1.0, "colour": 1.0, "pattern": 0.3},
+    # Catalog adaptation (manage.py adapt_embeddings): the adapted space's dimensions, the projection's
+    # hidden layer, training epochs, the share of labelled products held out to validate, and the fewest
+    # labelled products worth learning from.
+    "ADAPT_DIMENSIONS": 256,
+    "ADAPT_HIDDEN": 1024,
+    "ADAPT_EPOCHS": 6,
+    "ADAPT_VALIDATION_SHARE": 0.2,
+    "ADAPT_MIN_PRODUCTS": 40,
+    # Product attributes (the catalog's ``attributes`` role) read as a product's colour and as the design
+    # its colourways share, first found wins; the LOOKALIKE roles ``colour`` / ``group`` take precedence.
+    "ADAPT_COLOUR_ATTRIBUTES": ["colour", "color", "basecolour", "base_colour", "colour_name", "color_name"],
+    "ADAPT_GROUP_ATTRIBUTES": ["design", "design_code", "style", "style_code", "item_group_id", "group"],
     "SIMILAR_LIMIT": 8,
     # Similar-items answers (API JSON, widget HTML) are cached per product until the catalog changes, and
     # at most this long (changes that send no signal: QuerySet.update(), deletions). 0: no cache.

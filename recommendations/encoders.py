@@ -5,6 +5,7 @@ This module knows nothing about Django: the caller reads the settings and passes
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import os
@@ -359,6 +360,14 @@ class TorchEncoder:
     def __repr__(self) -> str:
         return f"<TorchEncoder {self.key} weights={self.weights_id} device={self.device}>"
 
+    @property
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) per channel, in 0..1 pixel units, that preprocess applies."""
+        preset = self._preprocess
+        if isinstance(preset, ImageClassification):
+            return tuple(preset.mean), tuple(preset.std)
+        return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
     def preprocess(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
         """Resize, crop and normalise an image into a CHW float tensor; safe to call from worker threads.
 
@@ -392,6 +401,61 @@ class TorchEncoder:
         if not images:
             return np.empty((0, self.dimensions), dtype=np.float32)
         return self.embed_tensors(torch.stack([self.preprocess(image) for image in images]))
+
+
+# --- trunk and tail ----------------------------------------------------------------------------------------
+
+
+class _Pool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
+
+
+class _Lite0Trunk(nn.Module):
+    def __init__(self, model: nn.Module, blocks: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(model._conv_stem, model._bn0, model._swish)
+        self.blocks = nn.ModuleList(model._blocks[:blocks])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class _Lite0Tail(nn.Module):
+    def __init__(self, model: nn.Module, blocks: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(model._blocks[blocks:])
+        self.head = nn.Sequential(model._conv_head, model._bn1, model._swish, _Pool())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def split_backbone(encoder: Encoder) -> tuple[nn.Module, nn.Module]:
+    """(trunk, tail) of an encoder's backbone, with tail(trunk(x)) equal to its pooled features.
+
+    Catalog adaptation fine-tunes a copy of the tail on the store's photos: the last blocks hold the most
+    specific features, and at 7x7 or 14x14 resolution they train on a CPU in minutes, while the trunk's
+    outputs are computed once and cached.
+    """
+    model = copy.deepcopy(getattr(encoder, "model"))  # noqa: B009 - TorchEncoder's model
+    key = encoder.key
+    if key == "efficientnet_lite0":
+        split = 11  # 5 of 16 blocks (the 192 and 320 channel stages) plus the head
+        return _Lite0Trunk(model, split), _Lite0Tail(model, split)
+    if key in ("resnet50", "resnet18"):
+        trunk = nn.Sequential(
+            model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3
+        )
+        return trunk, nn.Sequential(model.layer4, _Pool())
+    if key == "mobilenet_v3_large":
+        return model.features[:13], nn.Sequential(model.features[13:], _Pool())
+    raise UnknownEncoder(f"Encoder {key!r} has no trunk/tail split for catalog adaptation")
 
 
 def build_encoder(

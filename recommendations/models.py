@@ -21,7 +21,13 @@ IMAGE_MODEL = model_label("IMAGE_MODEL")
 
 
 class EmbeddingSpace(models.Model):
-    """One encoder with one set of weights. Exactly one space is active for queries at a time."""
+    """One encoder with one set of weights and one recipe. Exactly one space is active for queries at a time.
+
+    The recipe (``recommendations.recipes``) says how an image becomes a vector: the CNN's features alone
+    (an empty recipe, as spaces made before recipes existed), the CNN combined with the product's colour and
+    pattern, or a space adapted to the catalog (a fine-tuned tail of the CNN and a learned projection, whose
+    weights are kept in ``SpaceWeights`` so that any worker can rebuild the encoder).
+    """
 
     class State(models.TextChoices):
         BUILDING = "building", "Building"
@@ -30,6 +36,17 @@ class EmbeddingSpace(models.Model):
 
     encoder = models.CharField(max_length=64)
     weights_id = models.CharField(max_length=128)
+    # A digest of the recipe; "" for the CNN alone. Spaces differ by (encoder, weights, recipe).
+    recipe_id = models.CharField(max_length=64, blank=True, default="")
+    recipe = models.JSONField(default=dict, blank=True)
+    base = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        related_name="adaptations",
+        on_delete=models.SET_NULL,
+        help_text="For an adapted space: the space whose vectors it was learned from.",
+    )
     dimensions = models.PositiveIntegerField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.BUILDING, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -40,7 +57,9 @@ class EmbeddingSpace(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["encoder", "weights_id"], name="space_unique_encoder_weights"),
+            models.UniqueConstraint(
+                fields=["encoder", "weights_id", "recipe_id"], name="space_unique_encoder_weights_recipe"
+            ),
             # At most one active space: queries never mix encoders.
             models.UniqueConstraint(
                 fields=["state"], condition=models.Q(state="active"), name="space_one_active"
@@ -48,7 +67,55 @@ class EmbeddingSpace(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.encoder} ({self.weights_id}, {self.dimensions}-d, {self.state})"
+        kind = self.recipe.get("kind", "cnn") if isinstance(self.recipe, dict) else "cnn"
+        return f"{self.encoder} {kind} ({self.weights_id}, {self.dimensions}-d, {self.state})"
+
+
+class SpaceWeights(models.Model):
+    """An adapted space's learned weights (``torch.save`` of a state dict, a few MB).
+
+    A table of its own: spaces are read on every product page, and this blob must not travel with them.
+    """
+
+    space = models.OneToOneField(EmbeddingSpace, primary_key=True, related_name="+", on_delete=models.CASCADE)
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "space weights"
+
+    def __str__(self) -> str:
+        return f"weights of space {self.space_id}"
+
+
+class Adaptation(models.Model):
+    """One run of ``adapt_embeddings``: learn a space from the catalog, validate it, activate it or not."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        ACTIVATED = "activated", "Activated"
+        KEPT_BASE = "kept_base", "Kept the base space"
+        FAILED = "failed", "Failed"
+
+    base_space = models.ForeignKey(EmbeddingSpace, related_name="+", on_delete=models.CASCADE)
+    space = models.ForeignKey(
+        EmbeddingSpace, null=True, blank=True, related_name="adaptation_runs", on_delete=models.SET_NULL
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    options = models.JSONField(default=dict, blank=True)
+    # Validation metrics of the base and the adapted space on held-out products, and the decision.
+    report = models.JSONField(default=dict, blank=True)
+    message = models.TextField(blank=True)
+    progress = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"adaptation {self.pk} of space {self.base_space_id}: {self.status}"
 
 
 class ImageEmbedding(models.Model):
@@ -64,6 +131,8 @@ class ImageEmbedding(models.Model):
     # The bytes the vector was made from: a changed image has a new digest and is embedded again.
     sha256 = models.CharField(max_length=64, db_index=True)
     vector = HalfVectorField(null=True, blank=True)
+    # Colour and pattern of the product in the photo (recommendations.colour); null without a recipe.
+    descriptor = HalfVectorField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.EMBEDDED)
     failure_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -84,6 +153,9 @@ class ProductEmbedding(models.Model):
     space = models.ForeignKey(EmbeddingSpace, related_name="product_embeddings", on_delete=models.CASCADE)
     product = models.ForeignKey(PRODUCT_MODEL, related_name="embeddings", on_delete=models.CASCADE)
     vector = HalfVectorField()
+    # The primary image's colour and pattern descriptor (recommendations.colour), for "other colours" and
+    # for saying why a card matched; null in spaces whose recipe has none.
+    descriptor = HalfVectorField(null=True, blank=True)
     # Digests of the product's images: products sharing a byte-identical photo are not each other's matches.
     image_sha256s = ArrayField(models.CharField(max_length=64), default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -30,7 +30,7 @@ from pgvector.django import CosineDistance, HalfVectorField
 
 from lookalike import catalog
 from recommendations.conf import app_setting
-from recommendations.models import EmbeddingSpace, ProductEmbedding, ProductNeighbours
+from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding, ProductNeighbours
 
 PRECOMPUTED = "precomputed"
 INDEX = "index"
@@ -295,6 +295,20 @@ def product_vectors(
     table = ProductEmbedding._meta.db_table
     rows = _fetch_binary(
         f"SELECT product_id, vector FROM {table} WHERE space_id = %s AND product_id = ANY(%s)",
+        [space.pk, ids],
+    )
+    return {int(pk): vector for pk, vector in rows}
+
+
+def image_vectors(image_ids: Iterable[int], *, space: EmbeddingSpace) -> dict[int, np.ndarray]:
+    """The vectors of these catalog images in the space (failed or missing ones are left out)."""
+    ids = [int(pk) for pk in image_ids]
+    if not ids:
+        return {}
+    table = ImageEmbedding._meta.db_table
+    rows = _fetch_binary(
+        f"SELECT image_id, vector FROM {table} WHERE space_id = %s AND image_id = ANY(%s) "
+        "AND vector IS NOT NULL",
         [space.pk, ids],
     )
     return {int(pk): vector for pk, vector in rows}

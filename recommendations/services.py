@@ -29,9 +29,9 @@ from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from lookalike import catalog
+from recommendations import recipes
 from recommendations.conf import app_setting
-from recommendations.encoder_registry import ENCODER_INFO
-from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding
+from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding, SpaceWeights
 
 if TYPE_CHECKING:
     from recommendations.encoders import Encoder
@@ -96,18 +96,34 @@ def live_spaces() -> list[EmbeddingSpace]:
 _weights_by_space: dict[tuple[str, str], str] = {}
 
 
-def get_or_create_space(encoder_key: str, weights: str) -> EmbeddingSpace:
-    """The space of this encoder and weights (created in state "building"); nothing is loaded or downloaded.
+def configured_recipe() -> dict[str, Any]:
+    """The recipe new spaces are made with: RECOMMENDATIONS['RECIPE'] ("combined" or "cnn")."""
+    if app_setting("RECIPE") == recipes.CNN:
+        return {}
+    return recipes.combined_recipe(app_setting("RECIPE_WEIGHTS"))
+
+
+def get_or_create_space(
+    encoder_key: str, weights: str, *, recipe: dict[str, Any] | None = None
+) -> EmbeddingSpace:
+    """The space of this encoder, weights and recipe (created in state "building"); nothing is loaded or
+    downloaded. ``recipe`` None: the configured one.
 
     Raises encoders.UnknownEncoder or encoders.EncoderWeightsUnavailable for weights that cannot exist.
     """
     from recommendations import encoders
 
+    recipe = configured_recipe() if recipe is None else recipe
     weights_id = encoders.weights_id_for(encoder_key, weights)
     space, _ = EmbeddingSpace.objects.get_or_create(
         encoder=encoder_key,
         weights_id=weights_id,
-        defaults={"dimensions": ENCODER_INFO[encoder_key].dimensions, "state": EmbeddingSpace.State.BUILDING},
+        recipe_id=recipes.recipe_id(recipe),
+        defaults={
+            "dimensions": recipes.recipe_dimensions(encoder_key, recipe),
+            "recipe": recipe,
+            "state": EmbeddingSpace.State.BUILDING,
+        },
     )
     _weights_by_space[(space.encoder, space.weights_id)] = str(weights)
     return space
@@ -194,7 +210,11 @@ _torch_threads_set = False
 
 
 def encoder_for_space(space: EmbeddingSpace, *, weights: str | None = None) -> Encoder:
-    """The space's encoder, built once per process on first use (never at import time)."""
+    """The space's encoder, built once per process on first use (never at import time).
+
+    A space with a recipe gets a ``recipe_encoder.RecipeEncoder`` around the backbone: combined vectors,
+    or the adapted model whose weights are read from the space.
+    """
     global _torch_threads_set
     from recommendations import encoders
 
@@ -211,7 +231,23 @@ def encoder_for_space(space: EmbeddingSpace, *, weights: str | None = None) -> E
             f"Weights {weights!r} give {encoder.key} weights {encoder.weights_id}, but embedding space "
             f"{space.pk} was made with {space.weights_id}."
         )
-    return encoder
+    if not space.recipe_id:
+        return encoder
+    key = (space.pk, space.recipe_id, str(encoder.device))
+    with _recipe_encoders_lock:
+        if key not in _recipe_encoders:
+            from recommendations.recipe_encoder import RecipeEncoder, load_state
+
+            state = None
+            if recipes.recipe_kind(space.recipe) == recipes.ADAPTED:
+                data = SpaceWeights.objects.filter(space=space).values_list("data", flat=True).first()
+                state = load_state(data)
+            _recipe_encoders[key] = RecipeEncoder(encoder, space.recipe, state)
+        return _recipe_encoders[key]
+
+
+_recipe_encoders: dict[tuple[int, str, str], Any] = {}
+_recipe_encoders_lock = threading.Lock()
 
 
 # --- the catalog's images ----------------------------------------------------------------------------------
@@ -416,6 +452,21 @@ class _Item:
     sha256: str
 
 
+EmbeddedImage = _Item
+
+
+def write_image_vectors(
+    space: EmbeddingSpace,
+    items: Sequence[_Item],
+    vectors: np.ndarray,
+    descriptors: np.ndarray | None,
+    *,
+    failures: Sequence[tuple[_Item, str]] = (),
+) -> None:
+    """Store vectors computed elsewhere (catalog adaptation) as the pipeline stores its own."""
+    _write_rows(space, items, vectors, failures, descriptors=descriptors)
+
+
 def embed_images(
     image_ids: Iterable[int],
     *,
@@ -538,11 +589,15 @@ def _embed_into_space(
     encoder: Encoder | None = None
     for batch in _model_batches(pending_items(), space=space, weights=weights, batch_size=batch_size):
         vectors = np.empty((0, space.dimensions), dtype=np.float32)
+        descriptors: np.ndarray | None = None
         if batch.tensor is not None:
             encoder = encoder or encoder_for_space(space, weights=weights)
-            vectors = encoder.embed_tensors(batch.tensor)
+            if hasattr(encoder, "embed_parts"):  # a recipe's colour + pattern descriptors are stored too
+                vectors, descriptors = encoder.embed_parts(batch.tensor)
+            else:
+                vectors = encoder.embed_tensors(batch.tensor)
         with transaction.atomic():
-            _write_rows(space, batch.keys, vectors, batch.failures)
+            _write_rows(space, batch.keys, vectors, batch.failures, descriptors=descriptors)
             _mark_catalog_failures(batch.failures)
             update_product_vectors(
                 {item.product_id for item in batch.keys + [key for key, _ in batch.failures]}, space
@@ -599,15 +654,27 @@ def _write_rows(
     items: Sequence[_Item],
     vectors: np.ndarray | Sequence[np.ndarray],
     failures: Sequence[tuple[_Item, str]],
+    *,
+    descriptors: np.ndarray | Sequence[np.ndarray] | None = None,
 ) -> None:
     """Upsert image embeddings on (space, image), vectors sent in binary.
 
     pgvector's Django field sends a vector as text, about 4 ms per 1,280-d row in Python: a tenth of the
     model's time per image on a 2-core CPU. The binary form is the float16 bytes themselves.
     """
+    described = descriptors if descriptors is not None else [None] * len(items)
     rows: list[tuple[Any, ...]] = [
-        (space.pk, item.image_id, item.product_id, item.sha256, vector, ImageEmbedding.Status.EMBEDDED, "")
-        for item, vector in zip(items, vectors, strict=True)
+        (
+            space.pk,
+            item.image_id,
+            item.product_id,
+            item.sha256,
+            vector,
+            descriptor,
+            ImageEmbedding.Status.EMBEDDED,
+            "",
+        )
+        for item, vector, descriptor in zip(items, vectors, described, strict=True)
     ]
     rows += [
         (
@@ -615,6 +682,7 @@ def _write_rows(
             item.image_id,
             item.product_id,
             item.sha256,
+            None,
             None,
             ImageEmbedding.Status.FAILED,
             reason[:_FAILURE_REASON_MAX_CHARS],
@@ -628,11 +696,13 @@ def _write_rows(
         cursor.executemany(
             f"""
             INSERT INTO {table}
-                (space_id, image_id, product_id, sha256, vector, status, failure_reason, created_at)
-            VALUES (%s, %s, %s, %s, %b, %s, %s, now())
+                (space_id, image_id, product_id, sha256, vector, descriptor, status, failure_reason,
+                 created_at)
+            VALUES (%s, %s, %s, %s, %b, %b, %s, %s, now())
             ON CONFLICT (space_id, image_id) DO UPDATE SET
                 product_id = EXCLUDED.product_id, sha256 = EXCLUDED.sha256, vector = EXCLUDED.vector,
-                status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason
+                descriptor = EXCLUDED.descriptor, status = EXCLUDED.status,
+                failure_reason = EXCLUDED.failure_reason
             """,
             rows,
         )
@@ -685,19 +755,21 @@ def _copy_known_vectors(space: EmbeddingSpace, items: Sequence[_Item]) -> dict[i
         cursor.execute(
             f"""
             INSERT INTO {table}
-                (space_id, image_id, product_id, sha256, vector, status, failure_reason, created_at)
-            SELECT %s, item.image_id, item.product_id, item.sha256, source.vector, source.status,
-                   source.failure_reason, now()
+                (space_id, image_id, product_id, sha256, vector, descriptor, status, failure_reason,
+                 created_at)
+            SELECT %s, item.image_id, item.product_id, item.sha256, source.vector, source.descriptor,
+                   source.status, source.failure_reason, now()
             FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[]) AS item(image_id, product_id, sha256)
             CROSS JOIN LATERAL (
-                SELECT vector, status, failure_reason FROM {table} AS known
+                SELECT vector, descriptor, status, failure_reason FROM {table} AS known
                 WHERE known.space_id = %s AND known.sha256 = item.sha256 AND known.image_id <> item.image_id
                 ORDER BY (known.status = 'embedded') DESC, known.id
                 LIMIT 1
             ) AS source
             ON CONFLICT (space_id, image_id) DO UPDATE SET
                 product_id = EXCLUDED.product_id, sha256 = EXCLUDED.sha256, vector = EXCLUDED.vector,
-                status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason
+                descriptor = EXCLUDED.descriptor, status = EXCLUDED.status,
+                failure_reason = EXCLUDED.failure_reason
             RETURNING image_id, status, failure_reason
             """,
             [
@@ -760,29 +832,34 @@ def update_product_vectors(product_ids: Iterable[int], space: EmbeddingSpace) ->
         vector = "l2_normalize(avg(vector))"
     else:
         vector = "(array_agg(vector ORDER BY image_position, image_id))[1]"
+    # The primary photo's colour: a mean of a product's photos would blur a close-up into the packshot.
+    descriptor = "(array_agg(descriptor ORDER BY image_position, image_id))[1]"
     embeddings = quote(ImageEmbedding._meta.db_table)
     products = quote(ProductEmbedding._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             WITH images AS (
-                SELECT ie.product_id, ie.image_id, ie.vector, ie.sha256, {position} AS image_position
+                SELECT ie.product_id, ie.image_id, ie.vector, ie.descriptor, ie.sha256,
+                       {position} AS image_position
                 FROM {embeddings} AS ie
                 JOIN {image_table} AS img
                   ON img.{image_pk} = ie.image_id AND img.{image_product} = ie.product_id
                 WHERE ie.space_id = %(space)s AND ie.product_id = ANY(%(ids)s)
                   AND ie.status = 'embedded' AND ie.vector IS NOT NULL
             ), wanted AS (
-                SELECT product_id, {vector} AS vector,
+                SELECT product_id, {vector} AS vector, {descriptor} AS descriptor,
                        array_agg(sha256 ORDER BY image_position, image_id)::varchar(64)[] AS image_sha256s
                 FROM images GROUP BY product_id
             ), written AS (
-                INSERT INTO {products} AS pe (space_id, product_id, vector, image_sha256s, updated_at)
-                SELECT %(space)s, product_id, vector, image_sha256s, now() FROM wanted
+                INSERT INTO {products} AS pe
+                    (space_id, product_id, vector, descriptor, image_sha256s, updated_at)
+                SELECT %(space)s, product_id, vector, descriptor, image_sha256s, now() FROM wanted
                 ON CONFLICT (space_id, product_id) DO UPDATE SET
-                    vector = EXCLUDED.vector, image_sha256s = EXCLUDED.image_sha256s,
-                    updated_at = EXCLUDED.updated_at
+                    vector = EXCLUDED.vector, descriptor = EXCLUDED.descriptor,
+                    image_sha256s = EXCLUDED.image_sha256s, updated_at = EXCLUDED.updated_at
                 WHERE pe.vector IS DISTINCT FROM EXCLUDED.vector
+                   OR pe.descriptor IS DISTINCT FROM EXCLUDED.descriptor
                    OR pe.image_sha256s IS DISTINCT FROM EXCLUDED.image_sha256s
                 RETURNING 1
             ), removed AS (

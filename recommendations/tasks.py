@@ -126,3 +126,34 @@ def expire_profiles_task() -> dict[str, int]:
     """For Celery beat (``CELERY_BEAT_SCHEDULE`` in config/settings.py runs it every six hours)."""
     report = interactions.expire_profiles()
     return {"interactions_deleted": report.interactions_deleted, "shown_deleted": report.shown_deleted}
+
+
+@shared_task(
+    name="recommendations.adapt_embeddings",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+)
+def adapt_embeddings_task(adaptation_id: int) -> str:
+    """Run one recorded adaptation; a redelivered message for a finished one does nothing."""
+    from recommendations import adaptation as adaptation_service
+    from recommendations.models import Adaptation
+
+    adaptation = Adaptation.objects.filter(pk=adaptation_id).select_related("base_space").first()
+    if adaptation is None or adaptation.status in (
+        Adaptation.Status.ACTIVATED,
+        Adaptation.Status.KEPT_BASE,
+        Adaptation.Status.FAILED,
+    ):
+        return adaptation.status if adaptation is not None else "missing"
+    try:
+        adaptation_service.run_adaptation(adaptation)
+    except (OperationalError, InterfaceError):
+        raise  # retried
+    except Exception as error:  # recorded where the admin reads it; the base space stays active
+        Adaptation.objects.filter(pk=adaptation_id).update(
+            status=Adaptation.Status.FAILED, message=f"{type(error).__name__}: {error}"[:2000], progress=""
+        )
+        return Adaptation.Status.FAILED
+    return adaptation.status

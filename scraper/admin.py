@@ -23,9 +23,12 @@ from django.utils.html import format_html
 
 from scraper.forms import ImportCatalogForm
 from scraper.models import ImportJob, ImportRowError
+from scraper.selectors import preview_import
 from scraper.services import request_cancel, start_import
 
 INLINE_ERROR_ROWS = 200
+PREVIEW_PRODUCTS = 50
+PREVIEW_TIME_BUDGET_S = 20.0  # the preview runs in the web request
 REFRESH_S = 3
 
 
@@ -36,6 +39,7 @@ def status_payload(job: ImportJob) -> dict[str, Any]:
         "status_display": job.get_status_display(),
         "finished": job.is_finished,
         "message": job.message,
+        "warnings": job.warnings,
         "kind": job.get_kind_display(),
         **{name: getattr(job, name) for name in COUNTER_LABELS},
     }
@@ -141,9 +145,12 @@ class ImportJobAdmin(admin.ModelAdmin):
         """The "Import catalog" form (``?store=<id>`` chooses the store)."""
         if not self.has_add_permission(request):
             raise PermissionDenied
+        preview = None
         if request.method == "POST":
             form = ImportCatalogForm(request.POST, request.FILES)
-            if form.is_valid():
+            if form.is_valid() and "_preview" in request.POST:
+                preview = self._preview(form)
+            elif form.is_valid():
                 data = form.cleaned_data
                 with transaction.atomic():
                     job = start_import(
@@ -152,7 +159,7 @@ class ImportJobAdmin(admin.ModelAdmin):
                         source_url=data["source_url"] or "",
                         source_file=data["source_file"],
                         full_sync=data["full_sync"],
-                        options={"collection": data["collection"]} if data["collection"] else {},
+                        options=form.import_options(),
                         started_by=request.user,
                     )
                 messages.success(request, f"Import #{job.pk} is queued; this page shows its progress.")
@@ -164,9 +171,25 @@ class ImportJobAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "title": "Import catalog",
             "form": form,
+            "preview": preview,
+            "preview_limit": PREVIEW_PRODUCTS,
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/scraper/importjob/import_form.html", context)
+
+    def _preview(self, form: ImportCatalogForm) -> dict[str, Any]:
+        """What the form's import would write (the first ``PREVIEW_PRODUCTS`` products): nothing is
+        saved, no photo is downloaded."""
+        data = form.cleaned_data
+        job = ImportJob(
+            store=data["store"],
+            kind=data["kind"],
+            source_url=data["source_url"] or "",
+            options=form.import_options(),
+        )
+        if data["source_file"] is not None:
+            job.source_file = data["source_file"]  # read from the upload; never saved
+        return preview_import(job, max_products=PREVIEW_PRODUCTS, time_budget_s=PREVIEW_TIME_BUDGET_S)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None

@@ -53,6 +53,9 @@ def check_catalog(app_configs: Any, **kwargs: Any) -> list[Error]:
     for name in ("DOMAIN_MAX_CONCURRENCY", "BATCH_SIZE", "IMAGE_TASK_CHUNK_SIZE", "DOWNLOAD_THREADS"):
         if int(app_setting(name)) < 1:
             errors.append(Error(f"SCRAPER[{name!r}] must be at least 1", id="scraper.E003"))
+    for name in ("CONNECT_TIMEOUT_S", "READ_TIMEOUT_S", "TOTAL_TIMEOUT_S", "DNS_TIMEOUT_S"):
+        if not float(app_setting(name)) > 0:  # 0 or less would fail every request (None: no deadline at all)
+            errors.append(Error(f"SCRAPER[{name!r}] must be a positive number of seconds", id="scraper.E005"))
     unknown = sorted(set(getattr(settings, "SCRAPER", None) or {}) - set(DEFAULTS))
     if unknown:
         errors.append(Error(f"Unknown SCRAPER settings: {', '.join(unknown)}", id="scraper.E004"))

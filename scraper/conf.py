@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "ALLOW_HOSTS": None,  # None: LOOKALIKE_SCRAPER_ALLOW_HOSTS, else none
     # --- Timeouts and retries of one request
     "CONNECT_TIMEOUT_S": 5.0,
+    "DNS_TIMEOUT_S": 5.0,  # a name lookup that hangs fails after this
     "READ_TIMEOUT_S": 20.0,  # longest silence between two reads
     "TOTAL_TIMEOUT_S": 90.0,  # one attempt, headers and body
     "MAX_RETRIES": 4,  # on 5xx, 429, timeouts and connection errors; never on other 4xx
@@ -114,6 +115,7 @@ def fetch_policy(**overrides: Any) -> FetchPolicy:
         "user_agent": app_setting("USER_AGENT"),
         "robots_user_agent": app_setting("ROBOTS_USER_AGENT"),
         "connect_timeout_s": float(app_setting("CONNECT_TIMEOUT_S")),
+        "dns_timeout_s": float(app_setting("DNS_TIMEOUT_S")),
         "read_timeout_s": float(app_setting("READ_TIMEOUT_S")),
         "total_timeout_s": float(app_setting("TOTAL_TIMEOUT_S")),
         "max_page_bytes": int(app_setting("MAX_PAGE_BYTES")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -12,6 +13,17 @@ from scraper.http import FetchError
 from scraper.models import ImportJob
 
 Kind = ImportJob.Kind
+_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+
+
+def clean_currency_code(value: str, *, error: type[Exception]) -> str:
+    """``"usd "`` → ``"USD"``; "" stays ""; anything but three letters raises ``error``."""
+    code = value.strip().upper()
+    if code and not _CURRENCY_CODE.match(code):
+        raise error(f"{value!r} is not a currency code: give three letters, such as USD, CAD or EUR")
+    return code
+
+
 URL_ONLY_KINDS = {Kind.SHOPIFY, Kind.SITEMAP}
 FILE_ONLY_KINDS = {Kind.IMAGE_FOLDER}
 
@@ -40,6 +52,13 @@ class ImportCatalogForm(forms.Form):
     collection = forms.CharField(
         required=False, max_length=200, help_text="Shopify only: import one collection (its handle)."
     )
+    currency = forms.CharField(
+        required=False,
+        max_length=3,
+        help_text="ISO code (USD, CAD, EUR…) of prices the source gives without one (Shopify, CSV exports). "
+        "Leave empty to use the currency the source or the shop publishes, else the store's (the job "
+        "then warns that it was assumed).",
+    )
     full_sync = forms.BooleanField(
         required=False,
         label="Full re-sync",
@@ -57,6 +76,14 @@ class ImportCatalogForm(forms.Form):
         if upload is not None and upload.size > max_bytes:
             raise forms.ValidationError(f"The file is larger than {max_bytes // 1024**2:,} MB.")
         return upload
+
+    def clean_currency(self) -> str:
+        return clean_currency_code(self.cleaned_data.get("currency") or "", error=forms.ValidationError)
+
+    def import_options(self) -> dict[str, str]:
+        """The job's ``options`` from the cleaned form."""
+        data = self.cleaned_data
+        return {name: data[name] for name in ("collection", "currency") if data.get(name)}
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -46,6 +46,7 @@ from .netguard import (
     HostUnresolvable,
     address_refusal,
     peer_refusal,
+    request_deadline,
     resolve_public_addresses,
 )
 from .parsers import detect_feed_format
@@ -73,6 +74,7 @@ class FetchPolicy:
     user_agent: str = "LookalikeBot/1.0 (+https://example.com/lookalike-bot)"
     robots_user_agent: str = "LookalikeBot"  # the token robots.txt groups are matched against
     connect_timeout_s: float = 5.0
+    dns_timeout_s: float = 5.0  # a name lookup that hangs fails after this (getaddrinfo has no timeout)
     read_timeout_s: float = 20.0  # longest silence between two reads
     total_timeout_s: float = 90.0  # whole attempt, headers and body
     max_page_bytes: int = 5 * 1024**2
@@ -254,7 +256,9 @@ class GuardedClient:
         self._robots = RobotsCache(robots_redis, robots_key_prefix)
         self._http = httpx.Client(
             transport=GuardedTransport(
-                allow_hosts=self.policy.allow_hosts, verify_tls=self.policy.verify_tls
+                allow_hosts=self.policy.allow_hosts,
+                verify_tls=self.policy.verify_tls,
+                dns_timeout_s=self.policy.dns_timeout_s,
             ),
             headers={"User-Agent": self.policy.user_agent},
             timeout=httpx.Timeout(
@@ -298,7 +302,7 @@ class GuardedClient:
         except ValueError:
             raise FetchRefused("the URL has an invalid port", url=url) from None
         try:
-            resolve_public_addresses(host, port)
+            resolve_public_addresses(host, port, timeout_s=self.policy.dns_timeout_s)
         except AddressRefused as error:
             raise FetchRefused(error.reason, url=url) from None
         except HostUnresolvable as error:
@@ -400,29 +404,36 @@ class GuardedClient:
         slot = self.throttle.slot(host, min_interval_s=crawl_delay_s) if self.throttle else nullcontext()
         with slot:
             deadline = time.monotonic() + self.policy.total_timeout_s
-            try:
-                request = self._http.build_request("GET", url, headers={"Accept": _ACCEPT[kind]})
-                response = self._http.send(request, stream=True)
-            except httpx.TimeoutException as error:
-                raise FetchTimeout(f"timed out ({type(error).__name__})", url=url) from None
-            except httpx.TransportError as error:
-                raise FetchConnectionError(
-                    f"connection failed: {error or type(error).__name__}", url=url
-                ) from None
-            except httpx.HTTPError as error:
-                raise FetchError(f"request failed: {error}", url=url) from None
-            except AddressRefused as error:  # the connection layer's own check (DNS answered differently)
-                raise FetchRefused(error.reason, url=url) from None
-            except HostUnresolvable as error:
-                raise FetchConnectionError(error.reason, url=url, retryable=error.retryable) from None
-            try:
-                self._check_peer(response, host=host, url=url)
-                content = b""
-                if 200 <= response.status_code < 300:
-                    content = self._read_body(response, url=url, kind=kind, deadline=deadline)
-                return _RawResponse(status=response.status_code, headers=response.headers, content=content)
-            finally:
-                response.close()
+            with request_deadline(deadline):
+                return self._send_by(url, kind=kind, host=host, deadline=deadline)
+
+    def _send_by(self, url: str, *, kind: FetchKind, host: str, deadline: float) -> _RawResponse:
+        """One attempt; every network step of it (DNS, connect, each read) ends by ``deadline``."""
+        try:
+            request = self._http.build_request("GET", url, headers={"Accept": _ACCEPT[kind]})
+            response = self._http.send(request, stream=True)
+        except httpx.TimeoutException as error:
+            if time.monotonic() >= deadline:
+                raise self._deadline_error(url, "the response's headers") from None
+            raise FetchTimeout(f"timed out ({type(error).__name__})", url=url) from None
+        except httpx.TransportError as error:
+            raise FetchConnectionError(
+                f"connection failed: {error or type(error).__name__}", url=url
+            ) from None
+        except httpx.HTTPError as error:
+            raise FetchError(f"request failed: {error}", url=url) from None
+        except AddressRefused as error:  # the connection layer's own check (DNS answered differently)
+            raise FetchRefused(error.reason, url=url) from None
+        except HostUnresolvable as error:
+            raise FetchConnectionError(error.reason, url=url, retryable=error.retryable) from None
+        try:
+            self._check_peer(response, host=host, url=url)
+            content = b""
+            if 200 <= response.status_code < 300:
+                content = self._read_body(response, url=url, kind=kind, deadline=deadline)
+            return _RawResponse(status=response.status_code, headers=response.headers, content=content)
+        finally:
+            response.close()
 
     def _check_peer(self, response: httpx.Response, *, host: str, url: str) -> None:
         if host in self.policy.allow_hosts:
@@ -441,24 +452,32 @@ class GuardedClient:
         chunks: list[bytes] = []
         size_bytes = 0
         try:
-            for chunk in response.iter_bytes(chunk_size=65536):
+            # Chunks as they arrive (a chunk size would buffer a trickling body out of sight of the
+            # deadline); the connection itself also stops reading at the deadline.
+            for chunk in response.iter_bytes():
                 size_bytes += len(chunk)
                 if size_bytes > max_bytes:
                     raise FetchTooLarge(f"body is over the {kind} limit of {max_bytes:,} bytes", url=url)
                 if time.monotonic() > deadline:
-                    raise FetchTimeout(
-                        f"body not complete after {self.policy.total_timeout_s:g} s "
-                        f"({size_bytes:,} bytes read)",
-                        url=url,
-                    )
+                    raise self._deadline_error(url, f"the body ({size_bytes:,} bytes read)")
                 chunks.append(chunk)
         except httpx.TimeoutException:
+            if time.monotonic() >= deadline:
+                raise self._deadline_error(url, f"the body ({size_bytes:,} bytes read)") from None
             raise FetchTimeout(f"timed out reading the body ({size_bytes:,} bytes read)", url=url) from None
         except httpx.DecodingError as error:
             raise FetchError(f"undecodable Content-Encoding: {error}", url=url) from None
         except httpx.TransportError as error:
             raise FetchConnectionError(f"connection lost reading the body: {error}", url=url) from None
         return b"".join(chunks)
+
+    def _deadline_error(self, url: str, what: str) -> FetchTimeout:
+        # Not retried at once: a server that took the whole attempt would take the next one too.
+        return FetchTimeout(
+            f"{what} not complete after {self.policy.total_timeout_s:g} s (SCRAPER['TOTAL_TIMEOUT_S'])",
+            url=url,
+            retryable=False,
+        )
 
     def _check_image(self, content: bytes, headers: httpx.Headers, *, url: str) -> None:
         if sniff_image_type(content) is None:

@@ -62,6 +62,11 @@ class ImportJob(models.Model):
         help_text="The whole source was read (a full sync only marks products out of stock then).",
     )
     cancel_requested = models.BooleanField(default=False)
+    warnings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What the import guessed or repaired (a currency assumed, a broken feed fixed).",
+    )
 
     seen = models.PositiveIntegerField(default=0, help_text="Product records read from the source.")
     created = models.PositiveIntegerField(default=0)

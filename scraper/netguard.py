@@ -16,11 +16,17 @@ Nothing here knows about fetch policies or retries; ``scraper.http`` turns these
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
+import os
 import socket
 import ssl
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import httpcore
@@ -79,16 +85,69 @@ def address_refusal(address: str) -> str | None:
     return None
 
 
-def resolve_public_addresses(host: str, port: int) -> list[str]:
-    """The host's addresses, all checked. Raises ``AddressRefused`` if any is not public (a name that
-    resolves to both a public and a private address is as suspicious as one that resolves only to the
-    latter) and ``HostUnresolvable`` when DNS has no answer."""
+DEFAULT_DNS_TIMEOUT_S = 5.0
+# getaddrinfo() has no timeout and cannot be interrupted: it runs in these threads, and the caller waits
+# at most its deadline. A lookup that hangs keeps its thread until the system resolver gives up; with
+# every thread stuck, new lookups wait in the queue and time out too, so nothing waits past its deadline.
+_RESOLVER_THREADS = 16
+_resolver: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): threads do not survive a fork
+_resolver_lock = threading.Lock()
+_request = threading.local()  # the deadline of the request this thread is sending, if any
+
+
+@contextlib.contextmanager
+def request_deadline(monotonic_s: float) -> Iterator[None]:
+    """Every network step this thread takes inside the block (DNS, connect, TLS, each read and write)
+    ends by ``monotonic_s``: a server that trickles one byte a second cannot outlast it."""
+    previous = getattr(_request, "deadline", None)
+    _request.deadline = monotonic_s if previous is None else min(previous, monotonic_s)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        yield
+    finally:
+        _request.deadline = previous
+
+
+def _within_deadline(timeout_s: float | None) -> float | None:
+    deadline = getattr(_request, "deadline", None)
+    if deadline is None:
+        return timeout_s
+    left_s = deadline - time.monotonic()
+    return left_s if timeout_s is None else min(timeout_s, left_s)
+
+
+def _resolver_pool() -> ThreadPoolExecutor:
+    global _resolver
+    with _resolver_lock:
+        if _resolver is None or _resolver[0] != os.getpid():  # first use, or a forked worker process
+            _resolver = (os.getpid(), ThreadPoolExecutor(_RESOLVER_THREADS, thread_name_prefix="scraper-dns"))
+        return _resolver[1]
+
+
+def resolve(host: str, port: int, *, timeout_s: float = DEFAULT_DNS_TIMEOUT_S) -> list[tuple[Any, ...]]:
+    """``socket.getaddrinfo`` with a deadline (``timeout_s``, and the request's deadline if sooner);
+    ``HostUnresolvable`` (retryable) when it passes."""
+    wait_s = _within_deadline(timeout_s)
+    if wait_s is not None and wait_s <= 0:
+        raise HostUnresolvable(f"no time left to resolve host {host!r}", retryable=True)
+    future = _resolver_pool().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        return future.result(timeout=wait_s)
+    except FutureTimeout:
+        future.cancel()  # still queued: it never runs
+        raise HostUnresolvable(
+            f"DNS lookup for {host!r} did not answer within {wait_s:g} s", retryable=True
+        ) from None
     except socket.gaierror as error:
         raise HostUnresolvable(
             f"cannot resolve host {host!r}: {error.strerror}", retryable=error.errno == socket.EAI_AGAIN
         ) from None
+
+
+def resolve_public_addresses(host: str, port: int, *, timeout_s: float = DEFAULT_DNS_TIMEOUT_S) -> list[str]:
+    """The host's addresses, all checked. Raises ``AddressRefused`` if any is not public (a name that
+    resolves to both a public and a private address is as suspicious as one that resolves only to the
+    latter) and ``HostUnresolvable`` when DNS has no answer, or none within ``timeout_s``."""
+    infos = resolve(host, port, timeout_s=timeout_s)
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         reason = address_refusal(address)
@@ -109,12 +168,47 @@ def peer_refusal(response: httpx.Response) -> str | None:
     return f"connected to {peer[0]}, {reason}" if reason else None
 
 
-class _GuardedNetworkBackend(httpcore.SyncBackend):
-    """Resolves, checks and connects to a checked address in one step, so the address that was checked
-    is the address connected to, whatever DNS answers the second time."""
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the request's deadline (``request_deadline``):
+    the read timeout alone bounds only the silence between two bytes."""
 
-    def __init__(self, allow_hosts: frozenset[str]) -> None:
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    @staticmethod
+    def _timeout(timeout: float | None, error: type[Exception]) -> float | None:
+        left_s = _within_deadline(timeout)
+        if left_s is not None and left_s <= 0:
+            raise error("the request's deadline passed")
+        return left_s
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._timeout(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._timeout(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        timeout = self._timeout(timeout, httpcore.ConnectTimeout)
+        stream = self._stream.start_tls(ssl_context, server_hostname, timeout)
+        return _DeadlineStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _GuardedNetworkBackend(httpcore.SyncBackend):
+    """Resolves (with a deadline), checks and connects to a checked address in one step, so the address
+    that was checked is the address connected to, whatever DNS answers the second time."""
+
+    def __init__(self, allow_hosts: frozenset[str], dns_timeout_s: float = DEFAULT_DNS_TIMEOUT_S) -> None:
         self._allow_hosts = allow_hosts
+        self._dns_timeout_s = dns_timeout_s
 
     def connect_tcp(
         self,
@@ -124,14 +218,23 @@ class _GuardedNetworkBackend(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        if host.lower().strip("[]") in self._allow_hosts:
-            return super().connect_tcp(host, port, timeout, local_address, socket_options)
+        name = host.strip("[]")
+        if name.lower() in self._allow_hosts:  # tests: no address checks, but the same DNS deadline
+            infos = resolve(name, port, timeout_s=self._dns_timeout_s)
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        else:
+            addresses = resolve_public_addresses(name, port, timeout_s=self._dns_timeout_s)
         last_error: Exception | None = None
-        for address in resolve_public_addresses(host.strip("[]"), port):
+        for address in addresses:
+            connect_timeout = _within_deadline(timeout)
+            if connect_timeout is not None and connect_timeout <= 0:
+                raise httpcore.ConnectTimeout("the request's deadline passed")
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(address, port, connect_timeout, local_address, socket_options)
             except httpcore.ConnectError as error:
                 last_error = error
+                continue
+            return _DeadlineStream(stream)
         raise last_error or httpcore.ConnectError(f"no address to connect to for {host}")
 
 
@@ -144,7 +247,14 @@ def _ssl_context(verify_tls: bool) -> ssl.SSLContext:
 class GuardedTransport(httpx.HTTPTransport):
     """An httpx transport whose every TCP connection goes through the address checks above."""
 
-    def __init__(self, *, allow_hosts: frozenset[str], verify_tls: bool, max_connections: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        allow_hosts: frozenset[str],
+        verify_tls: bool,
+        max_connections: int = 64,
+        dns_timeout_s: float = DEFAULT_DNS_TIMEOUT_S,
+    ) -> None:
         ssl_context = _ssl_context(verify_tls)
         super().__init__(verify=ssl_context, trust_env=False, retries=0)
         # httpx builds its connection pool without a way to choose the network backend; this swaps the
@@ -155,7 +265,7 @@ class GuardedTransport(httpx.HTTPTransport):
             max_keepalive_connections=16,
             keepalive_expiry=5.0,
             retries=0,
-            network_backend=_GuardedNetworkBackend(allow_hosts),
+            network_backend=_GuardedNetworkBackend(allow_hosts, dns_timeout_s),
         )
 
 
@@ -165,5 +275,7 @@ __all__ = [
     "HostUnresolvable",
     "address_refusal",
     "peer_refusal",
+    "request_deadline",
+    "resolve",
     "resolve_public_addresses",
 ]

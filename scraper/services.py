@@ -49,6 +49,7 @@ from scraper.parsers import (
 from scraper.sources import (
     PAGE_END,
     CatalogSource,
+    CatalogZipSource,
     CsvSource,
     Failure,
     ImageArchiveSource,
@@ -59,7 +60,9 @@ from scraper.sources import (
     SitemapSource,
     Skipped,
     SourceItem,
+    Warned,
     shopify_page_number,
+    zip_holds_catalog,
 )
 
 logger = logging.getLogger(__name__)
@@ -301,6 +304,7 @@ def _claim(job_id: int) -> ImportJob | None:
         for name in COUNTERS:
             setattr(job, name, 0)
         job.status, job.message, job.source_complete = ImportJob.Status.RUNNING, "", False
+        job.warnings = []
         job.started_at = job.heartbeat_at = timezone.now()
         job.walk_finished_at = job.finished_at = None
         job.save()
@@ -365,6 +369,10 @@ def open_source(
                 + (f" (it looks like a {detected.replace('_', ' ')}; import it by URL)" if detected else "")
             )
         kind = _FORMAT_KINDS[detected]
+    if head.startswith(b"PK\x03\x04") and kind in (Kind.IMAGE_FOLDER, Kind.CSV) and zip_holds_catalog(stream):
+        # A CSV with its photos: image cells are paths inside the archive.
+        _save_kind(job, Kind.CSV)
+        return CatalogZipSource(file=stream, base_url=base_url, limits=limits)
     _save_kind(job, kind)
     if kind == Kind.IMAGE_FOLDER:
         return ImageArchiveSource(file=stream, limits=limits)
@@ -379,6 +387,11 @@ def open_source(
     if kind == Kind.MERCHANT_FEED:
         return MerchantFeedSource(data=data, base_url=base_url, limits=limits)
     raise SourceUnusable(f"a {job.get_kind_display()} is imported from its URL, not from a file")
+
+
+def job_currency(job: ImportJob) -> str:
+    """The currency chosen for the import (``--currency``, the form's Currency field), or ""."""
+    return str((job.options or {}).get("currency") or "").strip().upper()
 
 
 def _save_kind(job: ImportJob, kind: str) -> None:
@@ -407,7 +420,7 @@ def _resolve_url_kind(job: ImportJob, client: GuardedClient) -> tuple[str, Fetch
     if detected in ("csv", "merchant"):
         return _FORMAT_KINDS[detected], result
     if detected == "product_page":
-        return _shopify_or_sitemap(client, f"{parts.scheme}://{parts.netloc}"), None
+        return Kind.SITEMAP, None  # a product page: the sitemap source imports that page alone
     raise SourceUnusable("the URL serves neither a feed, a sitemap, a Shopify store nor a web page")
 
 
@@ -426,7 +439,7 @@ def _url_source(
     url = job.source_url
     data = prefetched.content if prefetched is not None else None
     if kind == Kind.SHOPIFY:
-        currency = str(store_value(job.store, "currency", ""))
+        currency = job_currency(job)  # else the store's own, read from the shop (or guessed later)
         collection = job.options.get("collection") or None
         return ShopifySource(client=client, url=url, currency=currency, collection=collection, limits=limits)
     if kind == Kind.SITEMAP:
@@ -445,7 +458,7 @@ def _retry_sources(
     if not urls:
         return
     if job.kind == Kind.SHOPIFY:
-        currency = str(store_value(job.store, "currency", ""))
+        currency = job_currency(job)
         collection = job.options.get("collection") or None
         # A page that could not be fetched stopped the walk: resume there. Products that failed on a
         # page that was read: read that page again.
@@ -530,6 +543,26 @@ class _ImportRun:
         self.products_hidden = False  # something unread may list products: no out-of-stock marking
         self.nothing_done = True
         self.batch_size = int(app_setting("BATCH_SIZE"))
+        self.warnings: dict[str, None] = dict.fromkeys(job.warnings or [])
+        self.warnings_changed = False
+        self.currency = job_currency(job)
+        self.guessed_currency = 0  # priced records whose currency the source did not give
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings[text] = None
+            self.warnings_changed = True
+
+    def fill_currency(self, record: ScrapedProduct) -> None:
+        """The source's currency wins; then the one chosen for the import; then the store's, counted as
+        a guess (the job says so: a US store's $1,075 must not pass silently as EUR 1,075)."""
+        if record.currency:
+            return
+        if self.currency:
+            record.currency = self.currency
+        elif record.price is not None and self.writer.default_currency:
+            record.currency = self.writer.default_currency.upper()
+            self.guessed_currency += 1
 
     def consume(self, items: Iterable[SourceItem]) -> None:
         try:
@@ -537,6 +570,8 @@ class _ImportRun:
                 if item is PAGE_END:
                     self.flush()
                 elif isinstance(item, ScrapedProduct):
+                    self.fill_currency(item)
+                    self.add_image_errors(item)
                     self.batch.append(item)
                     self.delta["seen"] += 1
                     self.seen_ids.add(item.external_id)
@@ -546,10 +581,24 @@ class _ImportRun:
                     self.add_failure(item)
                 elif isinstance(item, Skipped):
                     self.delta["skipped"] += 1
+                elif isinstance(item, Warned):
+                    self.warn(item.text)
         finally:
             # Records read before a broken feed or a cancellation are valid: write them.
             with contextlib.suppress(ImportCancelled):
                 self.flush()
+
+    def add_image_errors(self, record: ScrapedProduct) -> None:
+        """Photos the source named but the parser could not read: each is that photo's failure."""
+        for error in record.image_errors:
+            self.failures.append(
+                (
+                    Failure(source_ref=error.source_ref, reason=error.reason, external_id=record.external_id),
+                    ImportRowError.Stage.IMAGE,
+                )
+            )
+            self.delta["images_queued"] += 1
+            self.delta["images_failed"] += 1
 
     def add_failure(self, failure: Failure, *, counted_as_seen: bool = False) -> None:
         self.failures.append((failure, failure.stage))
@@ -761,8 +810,13 @@ class _ImportRun:
 
     def _save_progress(self) -> None:
         delta, self.delta = self.delta, Counter()
+        extra: dict[str, Any] = {}
+        if self.warnings_changed:
+            extra["warnings"], self.warnings_changed = list(self.warnings), False
         owned = ImportJob.objects.filter(**leases.this_run(self.job.pk, self.token)).update(
-            **{name: F(name) + count for name, count in delta.items() if count}, heartbeat_at=timezone.now()
+            **{name: F(name) + count for name, count in delta.items() if count},
+            **extra,
+            heartbeat_at=timezone.now(),
         )
         if not owned:
             raise leases.LeaseLost()
@@ -833,7 +887,18 @@ class _ImportRun:
             status=ImportJob.Status.QUEUED, message=message, heartbeat_at=back_at
         )
 
+    def note_guessed_currency(self) -> None:
+        if self.guessed_currency:
+            currency = self.writer.default_currency.upper()
+            self.warn(
+                f"{self.guessed_currency:,} price(s) came without a currency; the store's currency "
+                f"({currency}) was assumed. If that is wrong, import again with the right currency "
+                "(the Currency field of the import form, or import_catalog --currency CODE)."
+            )
+            self.guessed_currency = 0
+
     def _finish_walk(self, *, source_complete: bool) -> None:
+        self.note_guessed_currency()
         with contextlib.suppress(ImportCancelled):
             self._save_progress()
         ImportJob.objects.filter(**leases.this_run(self.job.pk, self.token)).update(

@@ -15,6 +15,7 @@ the source is incomplete. The network is reached only through ``GuardedClient``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import deque
@@ -28,9 +29,13 @@ from urllib.parse import parse_qs, urlsplit
 from scraper.http import FetchError, FetchResult, GuardedClient
 from scraper.parsers import (
     FeedError,
+    FeedWarning,
     NotAProduct,
+    NotLive,
     RowError,
     ScrapedProduct,
+    detect_feed_format,
+    parse_catalog_zip,
     parse_csv,
     parse_image_folder,
     parse_image_zip,
@@ -40,6 +45,7 @@ from scraper.parsers import (
     parse_sitemap,
     shopify_page_urls,
 )
+from scraper.parsers.catalog_zip import catalog_entry, open_zip
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,13 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True)
+class Warned:
+    """Something guessed or repaired about the source as a whole: shown on the job, nothing failed."""
+
+    text: str
+
+
 class _PageEnd:
     def __repr__(self) -> str:
         return "PAGE_END"
@@ -91,7 +104,7 @@ class _PageEnd:
 
 PAGE_END = _PageEnd()
 
-SourceItem = ScrapedProduct | Failure | Skipped | _PageEnd
+SourceItem = ScrapedProduct | Failure | Skipped | Warned | _PageEnd
 
 
 class CatalogSource(Protocol):
@@ -118,8 +131,10 @@ class Limits:
 
 def _records(items: Iterable[ScrapedProduct | RowError], *, retry_url: str = "") -> Iterator[SourceItem]:
     for item in items:
-        if isinstance(item, NotAProduct):
+        if isinstance(item, (NotAProduct, NotLive)):
             yield Skipped(source_ref=item.source_ref, reason=item.reason)
+        elif isinstance(item, FeedWarning):
+            yield Warned(item.reason)
         elif isinstance(item, RowError):
             yield Failure.from_row_error(item, retry_url=retry_url)
         else:
@@ -211,6 +226,33 @@ class ImageArchiveSource:
         yield from _chunked(_records(records), self.limits.chunk_records)
 
 
+class CatalogZipSource:
+    """A ZIP holding a catalog CSV/TSV and its photos (image cells are paths inside the archive)."""
+
+    def __init__(self, *, file: bytes | IO[bytes], base_url: str = "", limits: Limits = Limits()) -> None:
+        self.file, self.base_url, self.limits = file, base_url, limits
+
+    def iter_records(self) -> Iterator[SourceItem]:
+        records = parse_catalog_zip(
+            self.file,  # type: ignore[arg-type]
+            base_url=self.base_url,
+            max_files=self.limits.zip_max_files,
+            max_total_bytes=self.limits.zip_max_total_bytes,
+            max_file_bytes=self.limits.max_image_bytes,
+            max_pixels=self.limits.max_image_pixels,
+        )
+        yield from _chunked(_records(records), self.limits.chunk_records)
+
+
+def zip_holds_catalog(file: IO[bytes]) -> bool:
+    """Whether a ZIP is a catalog CSV with its photos (else: a ZIP of photos). Leaves ``file`` at 0."""
+    try:
+        with open_zip(file) as archive:  # type: ignore[arg-type]
+            return catalog_entry(archive) is not None
+    finally:
+        file.seek(0)
+
+
 class ImageFolderSource:
     """A folder of photos on the server (the import_catalog command)."""
 
@@ -261,6 +303,8 @@ class ShopifySource:
         self.single_page = single_page  # "retry failed rows" of products that failed on one page
 
     def iter_records(self) -> Iterator[SourceItem]:
+        if not self.currency:
+            self.currency = shopify_store_currency(self.client, self.origin)
         page_size = self.limits.shopify_page_size
         urls = shopify_page_urls(
             self.origin, self.collection, page_size=page_size, first_page=self.first_page
@@ -291,6 +335,25 @@ class ShopifySource:
             yield PAGE_END
             if self.single_page or not has_more:
                 return
+
+
+_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+
+
+def shopify_store_currency(client: GuardedClient, origin: str) -> str:
+    """The currency a Shopify store publishes (``/meta.json``, else ``/cart.js``); "" when neither says.
+
+    ``products.json`` has prices without a currency: this is where the store tells it.
+    """
+    for path in ("/meta.json", "/cart.js"):
+        try:
+            document = json.loads(client.get(origin + path, kind="page").content)
+        except (FetchError, ValueError, UnicodeDecodeError):
+            continue
+        currency = str(document.get("currency") or "").strip().upper() if isinstance(document, dict) else ""
+        if _CURRENCY_CODE.match(currency):
+            return currency
+    return ""
 
 
 def shopify_page_number(url: str) -> int:
@@ -355,7 +418,15 @@ class SitemapSource:
             read_sitemaps.add(url)
             try:
                 result = self.client.get(url, kind="feed")
-                sitemap = parse_sitemap(result.content, max_decompressed_bytes=self.limits.max_feed_bytes)
+                if url == self.start_url and detect_feed_format(result.content) == "product_page":
+                    # A product page given as the source: that page is the import.
+                    yield from _records([parse_product_page(result.content, result.final_url)], retry_url=url)
+                    continue
+                sitemap = parse_sitemap(
+                    result.content,
+                    base_url=result.final_url,
+                    max_decompressed_bytes=self.limits.max_feed_bytes,
+                )
             except FetchError as error:
                 if url == self.start_url:
                     raise  # the store's sitemap does not answer: the import fails (or its task retries later)

@@ -6,6 +6,7 @@ Nothing here touches the network or Django; fetching goes through ``scraper.http
 source                    entry point
 ========================  =====================================================================
 CSV / TSV upload          ``parse_csv(data, base_url=...)``
+ZIP of a CSV + photos     ``parse_catalog_zip(data)``
 image folder / ZIP        ``parse_image_folder(path)``, ``parse_image_zip(data, max_files=...)``
 Shopify storefront        ``shopify_page_urls(base_url)`` + ``parse_shopify_products(data, ...)``
 sitemap crawl             ``parse_sitemap(data)`` + ``parse_product_page(html, url)``
@@ -21,6 +22,7 @@ import re
 import zlib
 from typing import Literal
 
+from .catalog_zip import parse_catalog_zip
 from .csv_feed import parse_csv
 from .image_folder import (
     ImageInfo,
@@ -32,24 +34,29 @@ from .image_folder import (
     sniff_image_type,
 )
 from .merchant import parse_merchant_feed
-from .records import FeedError, LocalImage, ParsedRecord, RowError, ScrapedProduct
+from .product_page import NotAProduct, parse_product_page
+from .records import FeedError, FeedWarning, LocalImage, ParsedRecord, RowError, ScrapedProduct
 from .shopify import parse_shopify_products, shopify_page_urls
-from .sitemap import NotAProduct, SitemapResult, parse_product_page, parse_sitemap
+from .shopify_export import NotLive
+from .sitemap import SitemapResult, parse_sitemap
 
 __all__ = [
     "FeedError",
     "FeedFormat",
+    "FeedWarning",
     "ImageInfo",
     "ImageRejected",
     "ImageTooLarge",
     "LocalImage",
     "NotAProduct",
+    "NotLive",
     "ParsedRecord",
     "RowError",
     "ScrapedProduct",
     "SitemapResult",
     "detect_feed_format",
     "inspect_image",
+    "parse_catalog_zip",
     "parse_csv",
     "parse_image_folder",
     "parse_image_zip",

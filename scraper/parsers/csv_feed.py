@@ -30,14 +30,16 @@ import functools
 import io
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from .image_folder import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, read_image_file
 from .records import (
+    ENCODING_NAMES,
     FeedError,
+    FeedWarning,
     LocalImage,
     ParsedRecord,
     RowError,
@@ -53,6 +55,8 @@ from .records import (
     split_category_path,
     unique,
 )
+from .shopify_export import finish_shopify_product, is_shopify_export
+from .variants import group_variants
 
 # For each field, the accepted column names in order of preference: with both "id" and "sku"
 # columns present, "id" is the external id and "sku" is kept as an attribute.
@@ -128,6 +132,14 @@ class LocalFiles:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
 
+    def read(self, name: str) -> LocalImage:
+        return read_image_file(
+            self.base_dir, name, max_file_bytes=self.max_file_bytes, max_pixels=self.max_pixels
+        )
+
+
+ImageReader = Callable[[str], LocalImage]  # a relative image name → the image; ValueError with why not
+
 
 def normalise_header(name: str) -> str:
     """``"Body (HTML)"`` → ``"body_html"``, ``"productDisplayName"`` → ``"product_display_name"``,
@@ -197,8 +209,15 @@ def parse_csv(
     base_dir: str | os.PathLike[str] | None = None,
     max_image_bytes: int = DEFAULT_MAX_FILE_BYTES,
     max_image_pixels: int = DEFAULT_MAX_PIXELS,
+    local_images: ImageReader | None = None,
+    merge_rows: bool = True,
 ) -> Iterator[ParsedRecord]:
     """Read a product CSV/TSV file; yields one ``ScrapedProduct`` or ``RowError`` per product row.
+
+    ``merge_rows``: consecutive rows with the same id are one product (spreadsheet and Shopify exports);
+    without it (Merchant feeds: one row per item) a repeated id is a row error.
+    ``local_images`` reads relative image names from elsewhere (a ZIP holding the CSV and its photos).
+    A photo that cannot be read is in the product's ``image_errors``; the product is kept.
 
     ``base_dir`` (the CSV's folder) makes relative image names local files, read into
     ``image_files`` within ``max_image_bytes`` / ``max_image_pixels``; otherwise ``base_url`` resolves
@@ -226,18 +245,21 @@ def parse_csv(
         found = ", ".join(cell.strip() for cell in header if cell.strip())
         raise FeedError(f"missing required column(s): {expected}. Columns found: {found}")
     local_files = (
-        LocalFiles(Path(base_dir), max_file_bytes=max_image_bytes, max_pixels=max_image_pixels)
+        LocalFiles(Path(base_dir), max_file_bytes=max_image_bytes, max_pixels=max_image_pixels).read
         if base_dir is not None
-        else None
+        else local_images
     )
-    return _iter_products(
-        reader,
-        columns,
-        first_row_number=row_number,
-        encoding=encoding,
-        base_url=base_url,
-        local_files=local_files,
-        delimiter=delimiter,
+    return group_variants(
+        _iter_products(
+            reader,
+            columns,
+            first_row_number=row_number,
+            encoding=encoding,
+            base_url=base_url,
+            local_files=local_files,
+            delimiter=delimiter,
+            merge_rows=merge_rows,
+        )
     )
 
 
@@ -248,13 +270,14 @@ def _iter_products(
     first_row_number: int,
     encoding: str,
     base_url: str,
-    local_files: LocalFiles | None,
+    local_files: ImageReader | None,
     delimiter: str,
+    merge_rows: bool,
 ) -> Iterator[ParsedRecord]:
-    if encoding == "cp1252":
-        yield RowError(
+    if encoding in ENCODING_NAMES:
+        yield FeedWarning(
             source_ref="file",
-            reason="the file is not valid UTF-8 and was read as Windows-1252 (cp1252); if accented "
+            reason=f"the file is not valid UTF-8 and was read as {ENCODING_NAMES[encoding]}; if "
             "characters look wrong, save the file as UTF-8 and import it again",
         )
     elif encoding not in ("utf-8", "utf-8-sig", "utf-16"):
@@ -265,6 +288,8 @@ def _iter_products(
         )
     first_row_of: dict[str, int] = {}
     pending: ScrapedProduct | None = None
+    pending_rows: list[ScrapedProduct] = []
+    shopify = is_shopify_export(columns.extra)
     row_number = first_row_number
     while True:
         try:
@@ -288,14 +313,20 @@ def _iter_products(
             external_id = clean_text(_cell(cells, columns, "external_id"))
             yield RowError(source_ref=source_ref, reason=str(error), external_id=external_id, payload=payload)
             continue
-        if pending is not None and product.external_id == pending.external_id:
+        if merge_rows and pending is not None and product.external_id == pending.external_id:
+            pending_rows.append(product)
             _merge_into(pending, product)
             continue
         if product.external_id in first_row_of:
             yield RowError(
                 source_ref=source_ref,
                 reason=f"duplicate external_id {product.external_id!r} (first seen at row "
-                f"{first_row_of[product.external_id]}); rows of one product must be next to each other",
+                f"{first_row_of[product.external_id]}); "
+                + (
+                    "rows of one product must be next to each other"
+                    if merge_rows
+                    else "this row was not imported (give every item its own id)"
+                ),
                 external_id=product.external_id,
                 payload=payload,
             )
@@ -319,11 +350,12 @@ def _iter_products(
             )
             continue
         if pending is not None:
-            yield pending
+            yield finish_shopify_product(pending, pending_rows, base_url=base_url) if shopify else pending
         first_row_of[product.external_id] = row_number
         pending = product
+        pending_rows = [_copy_row(product)]
     if pending is not None:
-        yield pending
+        yield finish_shopify_product(pending, pending_rows, base_url=base_url) if shopify else pending
 
 
 def product_from_mapping(values: Mapping[str, str], *, source_ref: str, base_url: str = "") -> ScrapedProduct:
@@ -355,7 +387,7 @@ def _cell(cells: list[str], columns: ColumnMap, field_name: str) -> str:
 
 
 def _product_from_cells(
-    cells: list[str], columns: ColumnMap, *, source_ref: str, base_url: str, local_files: LocalFiles | None
+    cells: list[str], columns: ColumnMap, *, source_ref: str, base_url: str, local_files: ImageReader | None
 ) -> ScrapedProduct:
     """Raises ``ValueError`` with a reason a merchant can act on."""
     if len(cells) > columns.width and any(cell.strip() for cell in cells[columns.width :]):
@@ -393,6 +425,10 @@ def _product_from_cells(
         attributes["availability"] = availability
 
     category = clean_text(cell("category"))
+    if not category:  # Shopify exports: "Type" when set, else "Product Category"
+        fallbacks = [columns.extra[alias] for alias in COLUMN_ALIASES["category"] if alias in columns.extra]
+        texts = (clean_text(cells[position]) for position in fallbacks if position < len(cells))
+        category = next((text for text in texts if text), "")
     category_path: list[str] = []
     if category.isdigit():
         attributes["google_product_category_id"] = category
@@ -403,25 +439,29 @@ def _product_from_cells(
     image_cells += [cells[index] for index in columns.numbered_images if index < len(cells)]
     image_urls: list[str] = []
     image_files: list[LocalImage] = []
+    image_errors: list[RowError] = []
     for value in image_cells:
         for part in _IMAGE_LIST_SEPARATOR.split(value.strip()):
             if not part:
                 continue
+            is_file_name = not _NOT_A_FILE_NAME.match(part)
             try:
-                if local_files is not None and not _NOT_A_FILE_NAME.match(part):
+                if local_files is not None and is_file_name:
                     if part not in (image.name for image in image_files):
-                        image_files.append(
-                            read_image_file(
-                                local_files.base_dir,
-                                part,
-                                max_file_bytes=local_files.max_file_bytes,
-                                max_pixels=local_files.max_pixels,
-                            )
-                        )
+                        image_files.append(local_files(part))
+                elif is_file_name and not base_url:
+                    raise ValueError(
+                        f"{part!r} is a file name, not a URL. To import photos with a CSV, upload a ZIP "
+                        "holding the CSV and the photos (image cells are paths inside the ZIP), or write "
+                        "full http(s) URLs"
+                    )
                 else:
                     image_urls.append(absolute_url(part, base_url=base_url))
             except ValueError as error:
-                raise ValueError(f"image: {error}") from None
+                # The photo's failure, not the product's.
+                image_errors.append(
+                    RowError(source_ref=f"{source_ref}: image {part}"[:2000], reason=str(error))
+                )
 
     url = cell("url")
     if url:
@@ -442,6 +482,7 @@ def _product_from_cells(
         category_path=category_path,
         image_urls=unique(image_urls),
         image_files=image_files,
+        image_errors=image_errors,
         attributes=attributes,
         source_ref=source_ref,
     )
@@ -454,8 +495,23 @@ def _parse_price_cell(value: str, column: str) -> tuple[Decimal | None, str]:
         raise ValueError(f"{column}: {error}") from None
 
 
+def _copy_row(row: ScrapedProduct) -> ScrapedProduct:
+    """The first row as read, before later rows are merged into it (Shopify variants need each row)."""
+    return ScrapedProduct(
+        external_id=row.external_id,
+        title=row.title,
+        price=row.price,
+        currency=row.currency,
+        in_stock=row.in_stock,
+        image_urls=list(row.image_urls),
+        attributes=dict(row.attributes),
+        source_ref=row.source_ref,
+    )
+
+
 def _merge_into(product: ScrapedProduct, row: ScrapedProduct) -> None:
     """Fold a variant or extra-image row into the product it continues."""
+    product.image_errors += row.image_errors
     product.image_urls = unique(product.image_urls + row.image_urls)
     known_files = {image.name for image in product.image_files}
     product.image_files += [image for image in row.image_files if image.name not in known_files]

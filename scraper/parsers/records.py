@@ -41,6 +41,31 @@ class LocalImage:
 
 
 @dataclass(kw_only=True, slots=True)
+class Variant:
+    """One buyable version of a product (a colour and size of a shirt), as the source listed it.
+
+    ``colour`` is kept as the source wrote it: it is a per-photo label that similarity learning reads.
+    """
+
+    external_id: str
+    colour: str = ""
+    size: str = ""
+    price: Decimal | None = None
+    in_stock: bool | None = None
+    image_url: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "external_id": self.external_id,
+            "colour": self.colour,
+            "size": self.size,
+            "price": None if self.price is None else str(self.price),
+            "in_stock": self.in_stock,
+            "image_url": self.image_url,
+        }
+
+
+@dataclass(kw_only=True, slots=True)
 class ScrapedProduct:
     """One product as read from a catalog source, before it is matched to a row in the shop.
 
@@ -64,7 +89,29 @@ class ScrapedProduct:
     image_urls: list[str] = field(default_factory=list)
     image_files: list[LocalImage] = field(default_factory=list)
     attributes: dict[str, Any] = field(default_factory=dict)
+    variants: list[Variant] = field(default_factory=list)
+    # Photos named by the record that could not be read (a missing file, a bad URL): the product is
+    # still imported, and each of these is logged as that photo's failure.
+    image_errors: list[RowError] = field(default_factory=list)
     source_ref: str = ""
+
+    def set_variants(self, variants: list[Variant]) -> None:
+        """Keep the variants, and write them into ``attributes`` so the catalog stores them per product:
+        ``attributes["variants"]`` (a list of ``Variant.as_json()``) and ``attributes["colours"]`` (each
+        colour once, in the source's order), queryable as ``attributes__colours__contains=["Navy"]``."""
+        self.variants = variants
+        if not variants:
+            return
+        self.attributes["variants"] = [variant.as_json() for variant in variants]
+        colours = unique([variant.colour for variant in variants])
+        sizes = unique([variant.size for variant in variants])
+        if colours:
+            self.attributes["colours"] = colours
+        if sizes:
+            self.attributes["sizes"] = sizes
+        prices = [variant.price for variant in variants if variant.price is not None]
+        if prices and max(prices) != min(prices):
+            self.attributes["price_max"] = str(max(prices))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +127,12 @@ class RowError:
     reason: str
     external_id: str = ""
     payload: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedWarning(RowError):
+    """Not an error: something the parser repaired or guessed about the feed as a whole (HTML entities
+    in XML, a guessed text encoding). The import goes on and shows it on the job as a warning."""
 
 
 PAYLOAD_MAX_CHARS = 500
@@ -336,12 +389,14 @@ def _detect_cjk_encoding(data: bytes) -> str | None:
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
-    """Decode a text feed: UTF-8 (with or without BOM), UTF-16 with BOM, a Japanese, Chinese or Korean
-    encoding recognised from the content (Shift-JIS, EUC-JP, GBK, Big5, EUC-KR, ...), else Windows-1252.
+    """Decode a text feed: UTF-8 (with or without BOM), UTF-16 with BOM, Japanese (Shift_JIS/cp932 or
+    EUC-JP) when the bytes read strictly as Japanese text, another Japanese, Chinese or Korean encoding
+    recognised from the content (GBK, Big5, EUC-KR, ...), else Windows-1252.
 
     Returns ``(text, encoding)``. Windows-1252 is what spreadsheet programs on Windows write when a
     user saves "CSV" without choosing UTF-8; callers report when anything but UTF was used, since the
-    guess can be wrong for other single-byte encodings.
+    guess can be wrong. Japanese is checked first by its kana: on short text charset-normalizer takes
+    Shift_JIS for Korean (cp949), which would be mojibake over good titles.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
@@ -351,12 +406,42 @@ def decode_text(data: bytes) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    japanese = detect_japanese(data)
+    if japanese:
+        return data.decode(japanese, errors="replace"), japanese
     detected = _detect_cjk_encoding(data)
     if detected:
         return data.decode(detected), detected
     # cp1252 leaves five byte values undefined; those become U+FFFD rather than failing the feed (a row whose
     # title holds one is refused rather than stored: see csv_feed).
     return data.decode("cp1252", errors="replace"), "cp1252"
+
+
+ENCODING_NAMES = {"cp932": "Shift_JIS (cp932)", "euc_jp": "EUC-JP", "cp1252": "Windows-1252 (cp1252)"}
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_JAPANESE_TEXT = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff01-\uff60\u3400-\u4dbf]")
+
+
+def detect_japanese(data: bytes, *, sample_bytes: int = 1 << 18) -> str:
+    """``"cp932"`` or ``"euc_jp"`` when ``data`` decodes strictly in it as Japanese text (kana present,
+    and nearly every non-ASCII character Japanese), else ``""``. Western text in Windows-1252 fails
+    this: its accented letters become half-width katakana, private-use or stray kanji, never mostly
+    full-width kana and kanji."""
+    sample = data[:sample_bytes]
+    if len(data) > sample_bytes:
+        sample = sample[: sample.rfind(b"\n") + 1] or sample
+    for encoding in ("cp932", "euc_jp"):
+        try:
+            text = sample.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        non_ascii = [character for character in text if ord(character) > 127]
+        if not non_ascii or not _KANA.search(text):
+            continue
+        japanese = sum(1 for character in non_ascii if _JAPANESE_TEXT.match(character))
+        if japanese >= 0.9 * len(non_ascii):
+            return encoding
+    return ""
 
 
 GZIP_MAGIC = b"\x1f\x8b"

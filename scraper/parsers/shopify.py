@@ -25,6 +25,7 @@ from .records import (
     ParsedRecord,
     RowError,
     ScrapedProduct,
+    Variant,
     absolute_url,
     clean_text,
     html_to_text,
@@ -33,6 +34,7 @@ from .records import (
     split_category_path,
     unique,
 )
+from .variants import COLOUR_KEYS, SIZE_KEYS
 
 MAX_PAGE_SIZE = 250
 
@@ -137,7 +139,7 @@ def _product_from_item(item: dict[str, Any], *, root: str, currency: str, source
             attributes[key] = str(item[key])
 
     handle = clean_text(item.get("handle"))
-    return ScrapedProduct(
+    product = ScrapedProduct(
         external_id=external_id,
         title=title,
         description=html_to_text(str(item.get("body_html") or "")),
@@ -151,6 +153,56 @@ def _product_from_item(item: dict[str, Any], *, root: str, currency: str, source
         attributes=attributes,
         source_ref=source_ref,
     )
+    product.set_variants(_variants(item, variants, root=root))
+    return product
+
+
+def option_roles(names: list[str]) -> dict[str, int]:
+    """Which option (1-based, as ``option1``…``option3``) holds the colour and which the size."""
+    roles: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        key = normalise_option_name(name)
+        if key in COLOUR_KEYS and "colour" not in roles:
+            roles["colour"] = position
+        elif key in SIZE_KEYS and "size" not in roles:
+            roles["size"] = position
+    return roles
+
+
+def normalise_option_name(name: str) -> str:
+    return clean_text(name).lower().replace("ö", "oe").replace("ß", "ss")
+
+
+def _variants(item: dict[str, Any], variants: list[dict[str, Any]], *, root: str) -> list[Variant]:
+    names = [
+        clean_text(option.get("name")) for option in item.get("options") or [] if isinstance(option, dict)
+    ]
+    roles = option_roles(names)
+    if not roles:
+        return []  # "Default Title", or options that are neither colour nor size: nothing to tell apart
+    found = []
+    for variant in variants:
+        featured = variant.get("featured_image")
+        image = featured.get("src") if isinstance(featured, dict) else None
+        available = variant.get("available")
+        found.append(
+            Variant(
+                external_id=clean_text(variant.get("id")),
+                colour=clean_text(variant.get(f"option{roles['colour']}")) if "colour" in roles else "",
+                size=clean_text(variant.get(f"option{roles['size']}")) if "size" in roles else "",
+                price=_optional_price(variant.get("price")),
+                in_stock=available if isinstance(available, bool) else None,
+                image_url=_try_absolute(str(image), root) if image else "",
+            )
+        )
+    return found
+
+
+def _try_absolute(value: str, root: str) -> str:
+    try:
+        return absolute_url(value, base_url=root)
+    except ValueError:
+        return ""
 
 
 def _optional_price(value: object) -> Decimal | None:

@@ -16,14 +16,19 @@ URLs, relative to ``store.base_url``:
 ``/products.json?page=N&limit=L``   Shopify products (``limit`` default 30, at most 250); past the end
                                     ``{"products": []}``
 ``/collections/<type>/products.json``  the same for one product type slug (``shirts``, ``jeans``, ...)
+``/meta.json``                      the shop's name and ``currency`` (``store.shop_currency``; None → 404)
 ``/sitemap.xml``                    sitemap index → ``/sitemap-products.xml.gz``, ``/sitemap-pages.xml``
 ``/sitemap-products.xml.gz``        gzipped ``urlset`` of every ``/p/<handle>``, with ``image:image``
 ``/sitemap-pages.xml``              ``urlset`` with ``/about`` (not a product page)
+``/deep-sitemap.xml``               products 0 and 1 around ``/deep``, whose JSON-LD nests 100,000 deep
+``/product-sitemap.xml``            the first 9 product pages as relative ``<loc>`` values (All in One SEO)
 ``/p/<handle>``                     product page (also at ``/products/<handle>``): JSON-LD in four
                                     shapes; every product with ``i % 5 == 1`` has OpenGraph only;
                                     product 2 has invalid JSON-LD and OpenGraph to fall back to
 ``/about``                          a page without product data
 ``/feed.xml``, ``/feed.tsv``        Google Merchant feed of every product (RSS 2.0 with ``g:``; TSV)
+``/feed-variants.xml``              the same, one item per variant with ``item_group_id``, colour, size;
+                                    every photo as a repeated ``g:image_link``
 ``/img/<name>.jpg``                 a deterministic 96 x 96 JPEG: a coloured shape drawn from the name
 ``/img/broken/truncated.jpg``       the first half of a JPEG
 ``/img/broken/html.jpg``            an HTML error page served as ``image/jpeg``
@@ -35,6 +40,7 @@ URLs, relative to ``store.base_url``:
 ``/ratelimited?key=K``              429 with ``Retry-After: 1`` on the first request for each key
 ``/slow?delay_s=S``                 answers after S seconds (default 5)
                                     (these three answer with the image NAME when ``&image=NAME``)
+``/trickle?bytes=N&interval_s=S``   one byte every S seconds (``&headers=1``: of the headers too)
 ``/redirect?to=PATH``               302 to PATH on this server
 ``/redirect-loop``                  302 to itself
 ``/redirect-metadata``              302 to http://169.254.169.254/latest/meta-data/
@@ -198,8 +204,9 @@ class StoreCatalog:
             "variants": [
                 {
                     "id": product.id * 10 + v,
-                    "title": size,
-                    "option1": size,
+                    "title": f"{product.colour} / {size}",
+                    "option1": product.colour,
+                    "option2": size,
                     "sku": f"SKU-{product.index}-{size}",
                     "requires_shipping": True,
                     "taxable": True,
@@ -224,7 +231,10 @@ class StoreCatalog:
                 }
                 for k, name in enumerate(product.image_names)
             ],
-            "options": [{"name": "Size", "position": 1, "values": ["S", "M", "L"][: len(product.prices)]}],
+            "options": [
+                {"name": "Color", "position": 1, "values": [product.colour]},
+                {"name": "Size", "position": 2, "values": ["S", "M", "L"][: len(product.prices)]},
+            ],
         }
 
     def products_page(self, indices: range, *, page: int, limit: int, base_url: str) -> bytes:
@@ -359,6 +369,35 @@ class StoreCatalog:
         parts.append("</channel></rss>")
         return "".join(parts).encode()
 
+    def merchant_variants_rss(self, base_url: str) -> bytes:
+        """One item per variant (size), tied by ``item_group_id`` as Fourthwall and Wix feeds write them;
+        the groups are interleaved (every size S first, then M, then L), as real feeds may be."""
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" xmlns:g="http://base.google.com/ns/1.0">'
+            "<channel><title>Fixture Store variants</title>"
+        ]
+        for v, size in enumerate(("S", "M", "L")):
+            for p in self.products():
+                if v >= len(p.prices):
+                    continue
+                fields = [
+                    ("g:id", f"{p.id}-{size}"),
+                    ("g:item_group_id", str(p.id)),
+                    ("g:title", f"{p.title} - {p.colour.capitalize()} / {size}"),
+                    ("g:link", f"{base_url}/p/{p.handle}?variant={p.id}{v}"),
+                    ("g:description", p.description),
+                    *(("g:image_link", f"{base_url}/img/{name}.jpg") for name in p.image_names),
+                    ("g:price", f"{p.prices[v]} USD"),
+                    ("g:availability", "in stock" if p.available[v] else "out of stock"),
+                    ("g:product_type", f"{p.department} > {p.product_type}"),
+                    ("g:brand", p.brand),
+                    ("g:color", p.colour.capitalize()),
+                    ("g:size", size),
+                ]
+                parts.append("<item>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields) + "</item>")
+        parts.append("</channel></rss>")
+        return "".join(parts).encode()
+
     def merchant_tsv(self, base_url: str) -> bytes:
         header = "id\ttitle\tdescription\tlink\timage_link\tadditional_image_link\tprice\tavailability\t"
         lines = [header + "product_type\tbrand"]
@@ -461,6 +500,7 @@ class FixtureStore:
             200  # set to 404 or 503 to test how a client reads a missing or failing robots.txt
         )
         self._fail_next: dict[str, list[int]] = {}
+        self.shop_currency: str | None = "USD"  # what /meta.json says, as a Shopify store; None: 404
 
     def fail_next(self, path_and_query: str, *, status: int = 500, times: int = 1) -> None:
         """The next ``times`` requests for exactly ``path_and_query`` answer ``status``."""
@@ -578,11 +618,39 @@ class _Handler(BaseHTTPRequestHandler):
             )
             body = catalog.products_page(indices, page=page, limit=max(limit, 1), base_url=base)
             return self._send(200, body, "application/json; charset=utf-8")
+        if path == "/meta.json":
+            if store.shop_currency is None:
+                return self._send(404, b"not found", "text/plain")
+            body = json.dumps({"name": "Fixture Store", "currency": store.shop_currency}).encode()
+            return self._send(200, body, "application/json")
         if path == "/sitemap.xml":
             return self._send(200, catalog.sitemap_index(base), "application/xml")
         if path == "/sitemap-products.xml.gz":
             body = store.document(path, lambda: catalog.product_sitemap_gz(base))
             return self._send(200, body, "application/x-gzip")
+        if path == "/product-sitemap.xml":  # All in One SEO: relative <loc> values
+            locs = "".join(
+                f"<url><loc>/p/{p.handle}</loc></url>" for p in catalog.products(range(min(9, catalog.size)))
+            )
+            body = (
+                '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                f"{locs}</urlset>"
+            ).encode()
+            return self._send(200, body, "application/xml")
+        if path == "/deep-sitemap.xml":  # two product pages around one that nests JSON-LD 100,000 deep
+            locs = "".join(
+                f"<url><loc>{base}{page}</loc></url>"
+                for page in (f"/p/{catalog.product(0).handle}", "/deep", f"/p/{catalog.product(1).handle}")
+            )
+            body = (
+                '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                f"{locs}</urlset>"
+            ).encode()
+            return self._send(200, body, "application/xml")
+        if path == "/deep":
+            bomb = "[" * 100_000 + "]" * 100_000
+            body = f'<html><head><script type="application/ld+json">{bomb}</script></head></html>'.encode()
+            return self._send(200, body, "text/html; charset=utf-8")
         if path == "/sitemap-pages.xml":
             body = (
                 '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
@@ -601,6 +669,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(
                 200, store.document(path, lambda: catalog.merchant_rss(base)), "application/rss+xml"
             )
+        if path == "/feed-variants.xml":
+            body = store.document(path, lambda: catalog.merchant_variants_rss(base))
+            return self._send(200, body, "application/rss+xml")
         if path == "/feed.tsv":
             body = store.document(path, lambda: catalog.merchant_tsv(base))
             return self._send(200, body, "text/tab-separated-values; charset=utf-8")
@@ -619,6 +690,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/slow":
             time.sleep(float(query.get("delay_s", "5")))
             return self._answer_or_image(query, b"finally")
+        if path == "/trickle":
+            return self._trickle(query)
         if path == "/redirect":
             return self._redirect(base + query.get("to", "/"))
         if path == "/redirect-loop":
@@ -657,6 +730,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(block)
             return None
         return self._send(404, b"not found", "text/plain")
+
+    def _trickle(self, query: dict[str, str]) -> None:
+        """A byte every ``interval_s`` (default 0.2): of the body, or with ``headers=1`` of the headers."""
+        interval_s = float(query.get("interval_s", "0.2"))
+        size = _int(query.get("bytes"), 60)
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {size}\r\n\r\n".encode()
+        self.close_connection = True
+        if query.get("headers") == "1":
+            for byte in head:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(interval_s)
+            self.wfile.write(b"x" * size)
+            return
+        self.wfile.write(head)
+        for _ in range(size):
+            self.wfile.write(b"x")
+            self.wfile.flush()
+            time.sleep(interval_s)
 
     def _answer_or_image(self, query: dict[str, str], text: bytes) -> None:
         if query.get("image"):

@@ -57,7 +57,7 @@ def test_a_shift_jis_import_does_not_overwrite_good_titles_with_mojibake(tmp_pat
 
 
 def test_a_product_page_in_shift_jis_without_a_declared_charset_is_read_as_such():
-    from scraper.parsers.sitemap import parse_product_page
+    from scraper.parsers import parse_product_page
 
     html = (
         "<html><head><title>ワンピース 赤</title>"

@@ -73,8 +73,9 @@ def test_csv_upload_imports_and_the_job_page_shows_counters_and_the_error_log(
         "id": job.pk, "status": "partial", "status_display": "Partly imported", "finished": True,
         "message": "", "kind": "CSV / TSV file", "seen": 3, "created": 2, "updated": 0, "unchanged": 0,
         "failed": 1, "skipped": 0, "marked_out_of_stock": 0, "images_queued": 0, "images_downloaded": 0,
-        "images_reused": 0, "images_failed": 0,
+        "images_reused": 0, "images_failed": 0, "warnings": [job.warnings[0]],
     }  # fmt: skip
+    assert "(GBP) was assumed" in job.warnings[0]  # the file's prices have no currency
     fragment = admin_client.get(reverse("admin:scraper_importjob_status", args=[job.pk])).content.decode()
     assert 'id="import-status"' in fragment and 'data-finished="1"' in fragment
     errors = admin_client.get(reverse("admin:scraper_importrowerror_changelist"), {"job__exact": job.pk})

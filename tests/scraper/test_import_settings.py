@@ -39,5 +39,9 @@ def test_the_system_check_names_wrong_settings(settings) -> None:
     assert sorted(error.id for error in errors) == ["scraper.E002", "scraper.E003", "scraper.E004"]
     assert "LOOKALIKE['PRODUCT_FIELDS']['external_id'] = 'sku'" in errors[0].msg
     settings.LOOKALIKE = {}
+    settings.SCRAPER = {"DNS_TIMEOUT_S": 0}
+    assert [error.id for error in check_catalog(None)] == ["scraper.E005"]
+    settings.SCRAPER = {"DNS_TIMEOUT_S": 2.5}
+    assert check_catalog(None) == [] and fetch_policy().dns_timeout_s == 2.5
     settings.SCRAPER = {"CATALOG_WRITER": "scraper.catalog.Nothing"}
     assert [error.id for error in check_catalog(None)] == ["scraper.E001"]

@@ -1,4 +1,4 @@
-"""``manage.py import_catalog SOURCE --store NAME [--kind ...] [--full-sync] [--sync]``.
+"""``manage.py import_catalog SOURCE --store NAME [--kind ...] [--full-sync] [--sync] [--dry-run]``.
 
 SOURCE is a URL (a Shopify store, a sitemap or a store's home page, a Merchant feed, a CSV) or a path
 on this machine (a CSV or TSV file, a folder of photos, a ZIP of photos, a Merchant feed file).
@@ -6,6 +6,7 @@ on this machine (a CSV or TSV file, a folder of photos, a ZIP of photos, a Merch
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,8 +18,10 @@ from tqdm import tqdm
 
 from lookalike.catalog import has_field, store_field, store_model
 from scraper.conf import build_client
+from scraper.forms import clean_currency_code
 from scraper.http import FetchError
 from scraper.models import ImportJob
+from scraper.selectors import preview_import
 from scraper.services import run_import, start_import
 
 
@@ -51,6 +54,24 @@ class Command(BaseCommand):
             help="import here and now, images included, with a progress bar (default: queue it for a worker)",
         )
         parser.add_argument("--collection", default="", help="Shopify: import one collection (its handle)")
+        parser.add_argument(
+            "--currency",
+            default="",
+            help="ISO code of prices the source gives without one (Shopify, CSV exports); also the "
+            "currency of a store created by this command",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="read the source and show what would be imported; write nothing, download no photo",
+        )
+        parser.add_argument(
+            "--json",
+            default="",
+            metavar="FILE",
+            help="with --dry-run: write the products, variants, errors and warnings as JSON to FILE "
+            "('-' for standard output)",
+        )
         parser.add_argument("--user", default="", help="username recorded as the one who started it")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -65,7 +86,27 @@ class Command(BaseCommand):
                     raise CommandError(f"{source}: {error.reason}") from None
         elif not Path(source).exists():
             raise CommandError(f"{source} does not exist (give a URL or a path to a file or folder)")
-        store = self._store(options["store"], base_url=source if is_url else "")
+        currency = clean_currency_code(options["currency"], error=CommandError)
+        if options["json"] and not options["dry_run"]:
+            raise CommandError("--json goes with --dry-run")
+        if options["dry_run"]:
+            store = self._store(
+                options["store"], base_url=source if is_url else "", currency=currency, create=False
+            )
+            job = ImportJob(
+                store=store,
+                kind=options["kind"],
+                source_url=source if is_url else "",
+                source_path="" if is_url else str(Path(source).resolve()),
+                options={
+                    name: value
+                    for name, value in (("collection", options["collection"]), ("currency", currency))
+                    if value
+                },
+            )
+            self._dry_run(preview_import(job), json_path=options["json"])
+            return
+        store = self._store(options["store"], base_url=source if is_url else "", currency=currency)
         user = None
         if options["user"]:
             user = get_user_model()._default_manager.filter(username=options["user"]).first()
@@ -77,7 +118,11 @@ class Command(BaseCommand):
             source_url=source if is_url else "",
             source_path="" if is_url else str(Path(source).resolve()),
             full_sync=options["full_sync"],
-            options={"collection": options["collection"]} if options["collection"] else {},
+            options={
+                name: value
+                for name, value in (("collection", options["collection"]), ("currency", currency))
+                if value
+            },
             started_by=user,
             queue=not options["sync"],
         )
@@ -92,7 +137,37 @@ class Command(BaseCommand):
         if job.status == ImportJob.Status.FAILED:
             raise CommandError(f"Import #{job.pk} failed: {job.message or 'see the errors above'}")
 
-    def _store(self, value: str, *, base_url: str) -> Any:
+    def _dry_run(self, preview: dict[str, Any], *, json_path: str) -> None:
+        if json_path:
+            text = json.dumps(preview, ensure_ascii=False, indent=2)
+            if json_path == "-":
+                self.stdout.write(text)
+                return
+            Path(json_path).write_text(text + "\n", encoding="utf-8")
+        products = preview["products"]
+        variants = sum(len(product["variants"]) for product in products)
+        self.stdout.write(
+            f"Dry run ({preview['kind']}): {len(products):,} products with {variants:,} variants would "
+            f"be imported; {len(preview['errors']):,} errors; {preview['skipped']:,} skipped. "
+            "Nothing was written."
+        )
+        for product in products[:20]:
+            price = (
+                f"{product['price']} {product['currency']}" if product["price"] is not None else "no price"
+            )
+            self.stdout.write(
+                f"  {product['external_id']}: {product['title']} — {price}"
+                f"{' — ' + product['category'] if product['category'] else ''}"
+                f" — {len(product['images'])} photo(s), {len(product['variants'])} variant(s)"
+            )
+        if len(products) > 20:
+            self.stdout.write(f"  … and {len(products) - 20:,} more")
+        for error in preview["errors"][:20]:
+            self.stdout.write(self.style.ERROR(f"  {error['row']}: {error['reason']}"))
+        for warning in preview["warnings"]:
+            self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
+
+    def _store(self, value: str, *, base_url: str, currency: str = "", create: bool = True) -> Any:
         model = store_model()
         if value.isdigit():
             found = model._default_manager.filter(pk=int(value)).first()
@@ -105,6 +180,11 @@ class Command(BaseCommand):
         if found is not None:
             return found
         values: dict[str, Any] = {str(name_field): value}
+        currency_field = store_field("currency")
+        if currency and has_field(model, currency_field):
+            values[str(currency_field)] = currency
+        if not create:  # a dry run: the store it would create, unsaved
+            return model(**values)
         if base_url and has_field(model, url_field):
             values[str(url_field)] = base_url.split("?", 1)[0]
         self.stdout.write(f"Creating the store {value!r}.")
@@ -148,6 +228,8 @@ class Command(BaseCommand):
         )
         if job.message:
             self.stdout.write(self.style.WARNING(job.message))
+        for warning in job.warnings:
+            self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
         reasons = Counter(job.errors.filter(retried=False).values_list("reason", flat=True))
         for reason, count in reasons.most_common(10):
             self.stdout.write(f"  {count:>6,} × {reason}")

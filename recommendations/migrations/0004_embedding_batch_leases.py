@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recommendations', '0002_neighbours_one_row_per_product'),
+        ('recommendations', '0003_recipes_and_adaptation'),
     ]
 
     operations = [
