@@ -135,8 +135,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(workers, st
 
         wait_for(victim_is_mid_batch, "the worker to be mid-batch", timeout_s=180, logs=tmp_path)
         killed_batches = victim_mid_batch()
-        stop_group(victim, signal.SIGKILL)
+        # The other worker (with Celery beat, which runs the sweepers) is up when the victim dies.
         rescuer = workers["rescuer"] = start_worker("rescuer", beat=True, tmp_path=tmp_path)
+        stop_group(victim, signal.SIGKILL)
 
         def everything_done() -> bool:
             job.refresh_from_db()
