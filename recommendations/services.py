@@ -321,6 +321,7 @@ def queue_image_embedding(
 
 
 def _send_pending() -> None:
+    from recommendations.models import EmbeddingBatch
     from recommendations.tasks import embed_images_task
 
     pending: dict[tuple[int | None, str | None, bool], list[int]] = getattr(_pending, "ids", {})
@@ -328,9 +329,19 @@ def _send_pending() -> None:
     chunk_size = int(app_setting("TASK_CHUNK_SIZE"))
     for (space_id, weights, force), ids in pending.items():
         unique_ids = sorted(set(ids))
-        for start in range(0, len(unique_ids), chunk_size):
+        # One row per task: the lease that gets the batch embedded again if its worker dies (leases.py).
+        batches = EmbeddingBatch.objects.bulk_create(
+            EmbeddingBatch(
+                image_ids=unique_ids[start : start + chunk_size],
+                space_id=space_id,
+                weights=weights or "",
+                force=force,
+            )
+            for start in range(0, len(unique_ids), chunk_size)
+        )
+        for batch in batches:
             embed_images_task.delay(
-                unique_ids[start : start + chunk_size], space_id=space_id, weights=weights, force=force
+                batch.image_ids, space_id=space_id, weights=weights, force=force, batch_id=batch.pk
             )
 
 
