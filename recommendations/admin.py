@@ -18,12 +18,12 @@ from django.db.models import Count, Exists, IntegerField, Model, OuterRef, Query
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, JsonResponse
 from django.urls import URLPattern, path
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from lookalike import catalog
 from recommendations import services
-from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding
+from recommendations.models import Adaptation, EmbeddingSpace, ImageEmbedding, ProductEmbedding
 
 EMBEDDED, FAILED = ImageEmbedding.Status.EMBEDDED, ImageEmbedding.Status.FAILED
 
@@ -65,8 +65,18 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
 
     list_display = ["space", "state", "progress", "products_with_vector", "activated_at"]
     list_filter = ["state", "encoder"]
-    readonly_fields = ["encoder", "weights_id", "dimensions", "state", "created_at", "activated_at"]
-    actions = ["activate", "queue_missing_images"]
+    readonly_fields = [
+        "encoder",
+        "weights_id",
+        "recipe_id",
+        "recipe",
+        "base",
+        "dimensions",
+        "state",
+        "created_at",
+        "activated_at",
+    ]
+    actions = ["activate", "queue_missing_images", "adapt_to_catalog"]
 
     class Media:
         js = ["recommendations/embedding_progress.js"]
@@ -103,7 +113,8 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
 
     @admin.display(description="Space")
     def space(self, space: EmbeddingSpace) -> str:
-        label = f"{space.encoder} · {space.dimensions}-d"
+        kind = space.recipe.get("kind", "cnn") if isinstance(space.recipe, dict) else "cnn"
+        label = f"{space.encoder} {kind} · {space.dimensions}-d"
         return format_html('<span style="white-space:nowrap">{}</span>', label)
 
     @admin.display(description="Embedded images (done / total, failed)", ordering="_embedded")
@@ -168,6 +179,67 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
             # The task that embeds the last missing image of a building space activates it.
             services.queue_image_embedding(missing, space=space, weights=weights)
             _queue_message(request, len(missing))
+
+    @admin.action(
+        description="Adapt to the catalog (learn from its photos and labels; activated only when better)",
+        permissions=["change"],
+    )
+    def adapt_to_catalog(self, request: HttpRequest, queryset: QuerySet[EmbeddingSpace]) -> None:
+        from recommendations import adaptation
+
+        active = queryset.filter(state=EmbeddingSpace.State.ACTIVE).first()
+        if active is None:
+            messages.error(request, "Select the active space: adaptation learns from its catalog.")
+            return
+        run = adaptation.start_adaptation()
+        messages.success(
+            request,
+            f"Queued adaptation {run.pk} for an embedding worker; its report appears under Adaptations.",
+        )
+
+
+@admin.register(Adaptation)
+class AdaptationAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "progress", "message", "created_at", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [
+        "base_space",
+        "space",
+        "status",
+        "progress",
+        "message",
+        "report_table",
+        "options",
+        "created_at",
+        "finished_at",
+    ]
+    exclude = ["report"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs come from the space action or `manage.py adapt_embeddings`
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Held-out products: base vs adapted")
+    def report_table(self, run: Adaptation) -> str:
+        base, adapted = run.report.get("base", {}), run.report.get("adapted", {})
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (name, f"{base.get(name, float('nan')):.3f}", f"{value:.3f}")
+                for name, value in adapted.items()
+            ),
+        )
+        counts = format_html_join(
+            "",
+            "<li>{}: {}</li>",
+            ((name.replace("_", " "), value) for name, value in run.report.items() if isinstance(value, int)),
+        )
+        return format_html(
+            "<table><tr><th>metric</th><th>base</th><th>adapted</th></tr>{}</table><ul>{}</ul>", rows, counts
+        )
 
 
 @admin.register(ImageEmbedding)

@@ -5,41 +5,52 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
-from recommendations import selectors
+from recommendations import cache, selectors
 from recommendations.conf import app_setting
 
 register = template.Library()
 
 
-@register.inclusion_tag("recommendations/similar_products.html")
+@register.simple_tag
 def similar_products(
     product: Any,
     limit: int | None = None,
     diversity: float = 0.0,
     title: str = "Similar products",
     store: str | None = None,
-) -> dict[str, Any]:
+) -> str:
     """``{% similar_products product limit=8 %}``: the products that look most like ``product``.
 
     ``store="any"`` recommends from every store, ``store="same"`` from the product's own; by default the
     ``SIMILAR_SAME_STORE`` setting decides. Renders ``recommendations/similar_products.html`` (override it in
-    your templates folder); renders nothing when there is nothing to show.
+    your templates folder); renders nothing when there is nothing to show. The HTML is cached per product
+    until the catalog changes (``recommendations.cache``).
     """
     if store not in (None, "same", "any"):
         raise template.TemplateSyntaxError(f'similar_products: store must be "same" or "any", not {store!r}')
-    result = selectors.find_similar_products(
-        product=product,
-        limit=limit or app_setting("SIMILAR_LIMIT"),
-        diversity=float(diversity),
-        same_store=None if store is None else store == "same",
+    limit = limit or app_setting("SIMILAR_LIMIT")
+    same_store = bool(app_setting("SIMILAR_SAME_STORE")) if store is None else store == "same"
+
+    def render() -> str:
+        result = selectors.find_similar_products(
+            product=product, limit=limit, diversity=float(diversity), same_store=same_store
+        )
+        context = {
+            "product": product,
+            "cards": selectors.product_cards(result.items),
+            "source": result.source,
+            "title": title,
+        }
+        return render_to_string("recommendations/similar_products.html", context)
+
+    key = cache.entry_key(
+        "similar-widget", getattr(product, "pk", product), limit, float(diversity), title, same_store
     )
-    return {
-        "product": product,
-        "cards": selectors.product_cards(result.items),
-        "source": result.source,
-        "title": title,
-    }
+    # The template escapes what it prints; the cache hands back its output as the str it stored.
+    return mark_safe(cache.cached(key, render))
 
 
 @register.inclusion_tag("recommendations/_recommended_for_you.html", takes_context=True)

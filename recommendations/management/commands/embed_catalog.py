@@ -40,6 +40,12 @@ class Command(BaseCommand):
             help='"DEFAULT", a torchvision weights name, a .pth file, or "random" (default: WEIGHTS)',
         )
         parser.add_argument(
+            "--recipe",
+            choices=["combined", "cnn"],
+            default=None,
+            help="combined: CNN + colour + pattern; cnn: the CNN alone (default: RECOMMENDATIONS['RECIPE'])",
+        )
+        parser.add_argument(
             "--batch-size", type=int, default=None, help="images per model batch (default: BATCH_SIZE)"
         )
         parser.add_argument(
@@ -79,10 +85,11 @@ class Command(BaseCommand):
         except encoders.UnknownEncoder as error:
             raise CommandError(str(error)) from None
         options["store"] = store_id
+        recipe = services.configured_recipe(options["recipe"])
         try:
             if options["queue"]:
                 space = services.start_reembedding(
-                    encoder_key, weights, store_id=store_id, limit=options["limit"]
+                    encoder_key, weights, store_id=store_id, limit=options["limit"], recipe=recipe
                 )
                 self.stdout.write(
                     f"Queued the catalog for {self._describe(space)} on the embeddings queue; "
@@ -93,7 +100,7 @@ class Command(BaseCommand):
                     )
                 )
                 return
-            space = services.prepare_space(encoder_key, weights)
+            space = services.prepare_space(encoder_key, weights, recipe=recipe)
             self._embed(space, weights, options)
         except EncoderWeightsUnavailable as error:
             raise CommandError(str(error)) from None
@@ -156,4 +163,5 @@ class Command(BaseCommand):
 
     @staticmethod
     def _describe(space: EmbeddingSpace) -> str:
-        return f"space {space.pk} ({space.encoder}, weights {space.weights_id})"
+        kind = space.recipe.get("kind", "cnn")
+        return f"space {space.pk} ({space.encoder} {kind}, weights {space.weights_id})"

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from lookalike.catalog import product_model, products, role_lookup
 from recommendations.evaluation import exact_rankings, format_table, read_labels, score_rankings
 from recommendations.management.stores import find_store
-from recommendations.models import ProductEmbedding
+from recommendations.models import EmbeddingSpace, ProductEmbedding
 from recommendations.selectors import ProductFilter, active_space, load_space_vectors, similar_products
 
 MAX_LIMIT = 100
@@ -49,6 +49,12 @@ class Command(BaseCommand):
             help="served: the shop's own similar_products (stored neighbours, HNSW or exact, as configured); "
             "exact: brute force over the labelled products' vectors (the embedding's quality alone)",
         )
+        parser.add_argument(
+            "--space",
+            type=int,
+            default=None,
+            help="score this embedding space (id) instead of the active one; implies --method exact",
+        )
         parser.add_argument("--max-queries", type=int, default=None, help="score a random sample of queries")
         parser.add_argument("--seed", type=int, default=0)
 
@@ -70,7 +76,13 @@ class Command(BaseCommand):
             store = find_store(options["store"])
             options["store"] = store.pk
             self.stdout.write(f"Store {store} (id {store.pk}).")
-        space = active_space()
+        if options["space"] is not None:
+            space = EmbeddingSpace.objects.filter(pk=options["space"]).first()
+            if space is None:
+                raise CommandError(f"No embedding space {options['space']}.")
+            options["method"] = "exact"  # the served path reads the active space only
+        else:
+            space = active_space()
         if space is None:
             raise CommandError("No embedding space is active: embed the catalog first.")
 
