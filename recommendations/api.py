@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from lookalike.catalog import product_model
 from recommendations.conf import app_setting
+from recommendations.matching import SIMILAR
 from recommendations.ratelimit import AddressRateThrottle, Busy, concurrency_slot
 from recommendations.selectors import (
     NO_ACTIVE_SPACE,
@@ -45,7 +46,9 @@ def _error(code: int, detail: str, errors: dict[str, Any] | None = None) -> Resp
     return Response(body, status=code)
 
 
-def _answer(request: Request, result: SimilarProducts, *, product_id: int | None) -> Response:
+def _answer(
+    request: Request, result: SimilarProducts, *, product_id: int | None, match: str = SIMILAR
+) -> Response:
     cards = product_cards(result.items)
     space = result.space
     return Response(
@@ -56,6 +59,7 @@ def _answer(request: Request, result: SimilarProducts, *, product_id: int | None
             "space": {"id": space.pk, "encoder": space.encoder, "dimensions": space.dimensions}
             if space
             else None,
+            "match": match,
             "count": len(cards),
             "results": [_card_data(card, request) for card in cards],
         }
@@ -77,6 +81,7 @@ def _card_data(card: ProductCard, request: Request) -> dict[str, Any]:
         "category": card.category_id,
         "store": card.store_id,
         "score": round(float(card.score), 6),
+        "match": card.match,
     }
 
 
@@ -118,7 +123,8 @@ class SimilarProductsView(APIView):
         description=(
             "Visually similar products, best first, with cosine similarity scores. Excludes the product "
             "itself and products showing one of its photos. A product without an embedding yet answers 200 "
-            "with an empty list and a `reason`."
+            "with an empty list and a `reason`. `match=colourways` asks for the same style in other "
+            "colours; each result's `match` says in a word why it matched."
         ),
         tags=["similar items"],
         parameters=[SimilarQuerySerializer],
@@ -142,10 +148,12 @@ class SimilarProductsView(APIView):
             limit=query.validated_data.get("limit"),
             filters=query.product_filter(product),
             diversity=query.validated_data["diversity"],
+            match=query.validated_data["match"],
+            explain=True,
         )
         if result.source == NONE and product is None:
             get_object_or_404(products, pk=pk)
-        return _answer(request, result, product_id=pk)
+        return _answer(request, result, product_id=pk, match=query.validated_data["match"])
 
 
 class ImageSearchView(APIView):

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from recommendations import selectors
+from recommendations import matching, selectors
 from recommendations.conf import app_setting
 
 register = template.Library()
@@ -14,21 +14,35 @@ register = template.Library()
 
 @register.inclusion_tag("recommendations/similar_products.html")
 def similar_products(
-    product: Any, limit: int | None = None, diversity: float = 0.0, title: str = "Similar products"
+    product: Any,
+    limit: int | None = None,
+    diversity: float = 0.0,
+    title: str | None = None,
+    match: str = matching.SIMILAR,
 ) -> dict[str, Any]:
-    """``{% similar_products product limit=8 %}``: the products that look most like ``product``.
+    """``{% similar_products product limit=8 %}``: the products that look most like ``product``;
+    ``match="colourways"``: the same style in other colours. Each card says why it matched (``card.match``).
 
     Renders ``recommendations/similar_products.html`` (override it in your templates folder); renders
     nothing when there is nothing to show.
     """
+    if match not in matching.MATCH_MODES:
+        raise template.TemplateSyntaxError(
+            f"similar_products: match must be one of {', '.join(matching.MATCH_MODES)}, got {match!r}"
+        )
     result = selectors.find_similar_products(
-        product=product, limit=limit or app_setting("SIMILAR_LIMIT"), diversity=float(diversity)
+        product=product,
+        limit=limit or app_setting("SIMILAR_LIMIT"),
+        diversity=float(diversity),
+        match=match,
+        explain=True,
     )
     return {
         "product": product,
         "cards": selectors.product_cards(result.items),
         "source": result.source,
-        "title": title,
+        "match": match,
+        "title": title or ("Other colours" if match == matching.COLOURWAYS else "Similar products"),
     }
 
 

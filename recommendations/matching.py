@@ -1,0 +1,305 @@
+"""Reads: "same style in other colours", and why a card matched, in a word.
+
+Two ways to answer "what goes with this product?":
+
+- ``similar`` (the default): similar in colour and kind, the active space's ranking (``selectors``).
+- ``colourways``: what fashion shops show as "other colours". The products of the same design group first
+  (when the catalog knows it: the ``group`` role or a design key in the product's attributes), then the
+  nearest products whose colour differs from the query's, still ranked by vector similarity.
+
+Colour is read from the colour + pattern descriptor each product's primary photo has in spaces whose recipe
+is not the CNN alone (``recommendations.colour``; ``ProductEmbedding.descriptor``). Without descriptors (a
+"cnn" space) colourways are the design group followed by the ordinary ranking.
+
+Thresholds, measured on the shared Psychobunny photos (80 designs that come in several colourways, 548
+photos, descriptors made from a centre square as the pipeline does; share of photo pairs whose colour
+cosine is at least t):
+
+    colour cosine  t =                      0.50  0.55  0.60  0.70  0.80
+    same handle (same colourway)            0.95  0.90  0.88  0.80  0.66
+    same design, another colourway          0.37  0.31  0.26  0.18  0.09
+    another design, same colour name        0.94  0.91  0.87  0.73  0.47
+    another design and colour, same kind    0.30  0.24  0.19  0.10  0.03
+
+    pattern cosine  t =                     0.98  0.99  0.993
+    same design (any colourway)             0.55  0.22  0.13
+    another design, same kind               0.47  0.17  0.08
+    another design and kind                 0.26  0.08  0.03
+
+- "other colour" (colourways): colour cosine below 0.55 keeps 69 % of a design's other colourways and
+  lets 10 % of same-colourway photos through (a back view, a model shot); 0.60 would let 12 % through.
+- "same colour" label: at least 0.70: 80 % of same-colourway pairs and 73 % of pairs with the same colour
+  name get it, 10 % of unrelated pairs of the same kind. Between 0.55 and 0.70 a colour is neither.
+- "same pattern" label: at least 0.99. The pattern descriptor separates weakly on these mostly plain
+  garments (22 % of same-design pairs, 8 % of unrelated ones): a high bar, so the word is rarely wrong.
+- "same kind": the same category, when neither colour nor pattern says more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from django.db import models
+
+from lookalike import catalog
+from recommendations import colour, recipes, selectors
+from recommendations.conf import app_setting
+from recommendations.models import EmbeddingSpace, ProductEmbedding
+from recommendations.selectors import ProductFilter, ScoredProduct, SimilarProducts
+
+SIMILAR = "similar"
+COLOURWAYS = "colourways"
+MATCH_MODES = (SIMILAR, COLOURWAYS)
+
+SAME_COLOUR = "same colour"
+SAME_PATTERN = "same pattern"
+SAME_KIND = "same kind"
+
+SAME_COLOUR_MIN_COSINE = 0.70
+OTHER_COLOUR_MAX_COSINE = 0.55
+SAME_PATTERN_MIN_COSINE = 0.99
+# Nearest products read for "other colours": most of the nearest ones share the query's colour.
+COLOURWAY_CANDIDATES = 200
+# Members of a design group read at most (a group is a handful of colourways; a bad key must stay cheap).
+MAX_GROUP_MEMBERS = 200
+
+
+def has_descriptors(space: EmbeddingSpace | None) -> bool:
+    return space is not None and recipes.descriptor_dimensions(space.recipe) > 0
+
+
+def descriptors(product_ids: Iterable[int], *, space: EmbeddingSpace) -> dict[int, np.ndarray]:
+    """Colour + pattern descriptors of these products in the space, in one binary read; {} without any."""
+    ids = sorted({int(pk) for pk in product_ids})
+    if not ids or not has_descriptors(space):
+        return {}
+    rows = selectors._fetch_binary(
+        f"SELECT product_id, descriptor FROM {ProductEmbedding._meta.db_table} "
+        "WHERE space_id = %s AND product_id = ANY(%s) AND descriptor IS NOT NULL",
+        [space.pk, ids],
+    )
+    return {int(pk): descriptor for pk, descriptor in rows}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    # Stored in float16: normalise again rather than trust the unit length.
+    return float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+
+
+def colour_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return _cosine(a[: colour.COLOUR_DIMENSIONS], b[: colour.COLOUR_DIMENSIONS])
+
+
+def pattern_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return _cosine(a[colour.COLOUR_DIMENSIONS :], b[colour.COLOUR_DIMENSIONS :])
+
+
+def match_label(query: np.ndarray | None, other: np.ndarray | None, *, same_kind: bool = False) -> str:
+    """Why ``other`` matched ``query`` (descriptors), in a word; "" when no word helps."""
+    if query is not None and other is not None:
+        if colour_cosine(query, other) >= SAME_COLOUR_MIN_COSINE:
+            return SAME_COLOUR
+        if pattern_cosine(query, other) >= SAME_PATTERN_MIN_COSINE:
+            return SAME_PATTERN
+    return SAME_KIND if same_kind else ""
+
+
+def label_items(
+    items: Sequence[ScoredProduct],
+    *,
+    query_descriptor: np.ndarray | None,
+    query_category: Any = None,
+    found: dict[int, np.ndarray] | None = None,
+    space: EmbeddingSpace | None = None,
+) -> list[ScoredProduct]:
+    """The items with their ``match`` word; ``found`` are descriptors already read (else read here)."""
+    if found is None:
+        found = descriptors([item.product.pk for item in items], space=space) if space else {}
+    return [
+        dataclasses.replace(
+            item,
+            match=match_label(
+                query_descriptor,
+                found.get(item.product.pk),
+                same_kind=query_category is not None
+                and catalog.role_id(item.product, "category") == query_category,
+            ),
+        )
+        for item in items
+    ]
+
+
+def _query_category(product: Any) -> Any:
+    if catalog.product_role("category") is None:
+        return None
+    if isinstance(product, models.Model):
+        return catalog.role_id(product, "category")
+    value = catalog.role_values([product], "category").get(product)
+    return getattr(value, "pk", value)
+
+
+# --- design groups --------------------------------------------------------------------------------------
+
+
+def _group_attribute(attributes: Any) -> tuple[str, str | int] | None:
+    """The first design key (RECOMMENDATIONS["ADAPT_GROUP_ATTRIBUTES"]) with a value, as (key, value)."""
+    if not isinstance(attributes, dict):
+        return None
+    for name in app_setting("ADAPT_GROUP_ATTRIBUTES"):
+        value = attributes.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            return name, value
+    return None
+
+
+def design_group_ids(product_id: int, *, filters: ProductFilter) -> list[int]:
+    """Other products of the product's design group that pass ``filters``: the ``group`` role when the
+    catalog declares one, else a design key in its attributes; [] when the catalog does not know."""
+    lookup: dict[str, Any] | None = None
+    group, attributes = catalog.role_lookup("group"), catalog.role_lookup("attributes")
+    if group:
+        value = catalog.role_values([product_id], "group").get(product_id)
+        if value not in (None, ""):
+            lookup = {group: getattr(value, "pk", value)}
+    elif attributes:
+        found = _group_attribute(catalog.role_values([product_id], "attributes").get(product_id))
+        if found is not None:
+            lookup = {f"{attributes}__{found[0]}": found[1]}
+    if lookup is None:
+        return []
+    members = (
+        catalog.products()
+        .order_by()
+        .filter(filters.product_q())
+        .filter(**lookup)
+        .exclude(pk=product_id)
+        .values_list("pk", flat=True)[:MAX_GROUP_MEMBERS]
+    )
+    return [int(pk) for pk in members]
+
+
+# --- answers ----------------------------------------------------------------------------------------------
+
+
+def _rows_with_descriptors(
+    product_ids: Sequence[int], *, vector: np.ndarray, space: EmbeddingSpace, exclude_sha256s: Sequence[str]
+) -> dict[int, tuple[float, list[str], np.ndarray | None]]:
+    """product id -> (cosine distance to ``vector``, image digests, descriptor), one binary read; products
+    showing one of ``exclude_sha256s`` are left out."""
+    if not product_ids:
+        return {}
+    dimensions = int(space.dimensions)
+    rows = selectors._fetch_binary(
+        f"SELECT product_id, (vector::halfvec({dimensions})) <=> %s, image_sha256s, descriptor "
+        f"FROM {ProductEmbedding._meta.db_table} WHERE space_id = %s AND product_id = ANY(%s) "
+        "AND NOT (image_sha256s && %s::varchar[])",
+        [selectors.QueryVector(vector), space.pk, sorted(set(product_ids)), list(exclude_sha256s)],
+    )
+    return {int(pk): (float(distance), list(shas or []), desc) for pk, distance, shas, desc in rows}
+
+
+def other_colours_near_vector(
+    *,
+    vector: np.ndarray,
+    query_descriptor: np.ndarray | None,
+    limit: int | None = None,
+    filters: ProductFilter | None = None,
+    space: EmbeddingSpace,
+    group_ids: Sequence[int] = (),
+    exclude_sha256s: Sequence[str] = (),
+) -> SimilarProducts:
+    """The same style in other colours: ``group_ids`` (the design group) first, then the nearest of
+    ``COLOURWAY_CANDIDATES`` products whose colour differs from ``query_descriptor``; both ranked by
+    similarity to ``vector``, each labelled. Without a query descriptor: the group, then the nearest."""
+    limit = selectors._limit(limit)
+    filters = filters or ProductFilter()
+    nearest, exact = selectors.nearest_product_rows(
+        vector=vector,
+        fetch=max(COLOURWAY_CANDIDATES, limit + selectors.SHARED_PHOTO_MARGIN),
+        filters=filters,
+        space=space,
+        exclude_sha256s=exclude_sha256s,
+    )
+    group = set(group_ids)
+    # The one extra read: descriptors of the candidates, and distances of group members the search missed.
+    details = _rows_with_descriptors(
+        [*group_ids, *(pk for pk, _, _ in nearest)],
+        vector=vector,
+        space=space,
+        exclude_sha256s=exclude_sha256s,
+    )
+    members = sorted(
+        ((pk, *details[pk][:2]) for pk in group if pk in details), key=lambda row: (row[1], row[0])
+    )
+    others = []
+    for pk, distance, shas in nearest:
+        if pk in group or pk not in details:
+            continue
+        descriptor = details[pk][2]
+        if query_descriptor is not None and (
+            descriptor is None or colour_cosine(query_descriptor, descriptor) >= OTHER_COLOUR_MAX_COSINE
+        ):
+            continue
+        others.append((pk, distance, shas))
+    kept = selectors._drop_shared_photos([*members, *others])[:limit]
+    items = selectors._load_products([(pk, 1.0 - distance) for pk, distance in kept])
+    found = {pk: descriptor for pk, _ in kept if (descriptor := details[pk][2]) is not None}
+    items = label_items(items, query_descriptor=query_descriptor, found=found)
+    return SimilarProducts(items=items, source=selectors.EXACT if exact else selectors.INDEX, space=space)
+
+
+def find_matches(
+    *,
+    product: Any,
+    limit: int | None = None,
+    filters: ProductFilter | None = None,
+    diversity: float = 0.0,
+    match: str = SIMILAR,
+    explain: bool = False,
+) -> SimilarProducts:
+    """``selectors.find_similar_products`` with a match mode and, with ``explain``, a word per item."""
+    if match not in MATCH_MODES:
+        raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}, got {match!r}")
+    product_id = int(getattr(product, "pk", product))
+    if match == SIMILAR:
+        result = selectors._find_similar(product=product, limit=limit, filters=filters, diversity=diversity)
+        if not explain or not result.items or result.space is None:
+            return result
+        found = descriptors([product_id, *(item.product.pk for item in result.items)], space=result.space)
+        items = label_items(
+            result.items,
+            query_descriptor=found.get(product_id),
+            query_category=_query_category(product),
+            found=found,
+        )
+        return dataclasses.replace(result, items=items)
+    space, embedding, _ = selectors._space_embedding_and_neighbours(product_id)
+    if space is None:
+        return SimilarProducts(items=[], source=selectors.NONE, reason=selectors.NO_ACTIVE_SPACE)
+    if embedding is None:
+        return SimilarProducts(items=[], source=selectors.NONE, reason=selectors.NO_EMBEDDING, space=space)
+    filters = (filters or ProductFilter()).excluding([product_id])
+    result = other_colours_near_vector(
+        vector=embedding.vector,
+        query_descriptor=descriptors([product_id], space=space).get(product_id),
+        limit=limit,
+        filters=filters,
+        space=space,
+        group_ids=design_group_ids(product_id, filters=filters),
+        exclude_sha256s=embedding.image_sha256s,
+    )
+    if not explain:
+        return dataclasses.replace(result, items=[dataclasses.replace(i, match="") for i in result.items])
+    query_category = _query_category(product)
+    if query_category is None:
+        return result
+    items = [
+        item
+        if item.match or catalog.role_id(item.product, "category") != query_category
+        else dataclasses.replace(item, match=SAME_KIND)
+        for item in result.items
+    ]
+    return dataclasses.replace(result, items=items)
