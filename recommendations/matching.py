@@ -111,34 +111,36 @@ def label_items(
     items: Sequence[ScoredProduct],
     *,
     query_descriptor: np.ndarray | None,
-    query_category: Any = None,
     found: dict[int, np.ndarray] | None = None,
     space: EmbeddingSpace | None = None,
 ) -> list[ScoredProduct]:
-    """The items with their ``match`` word; ``found`` are descriptors already read (else read here)."""
+    """The items with their colour or pattern word; ``found`` are descriptors already read (else read here)."""
     if found is None:
         found = descriptors([item.product.pk for item in items], space=space) if space else {}
     return [
-        dataclasses.replace(
-            item,
-            match=match_label(
-                query_descriptor,
-                found.get(item.product.pk),
-                same_kind=query_category is not None
-                and catalog.role_id(item.product, "category") == query_category,
-            ),
-        )
+        dataclasses.replace(item, match=match_label(query_descriptor, found.get(item.product.pk)))
         for item in items
     ]
 
 
-def _query_category(product: Any) -> Any:
-    if catalog.product_role("category") is None:
-        return None
+def label_kind(items: Sequence[ScoredProduct], *, product: Any) -> list[ScoredProduct]:
+    """ "same kind" on the items without a word that share ``product``'s category. The query product's
+    category is read only when some item needs it."""
+    if all(item.match for item in items) or catalog.product_role("category") is None:
+        return list(items)
     if isinstance(product, models.Model):
-        return catalog.role_id(product, "category")
-    value = catalog.role_values([product], "category").get(product)
-    return getattr(value, "pk", value)
+        category = catalog.role_id(product, "category")
+    else:
+        value = catalog.role_values([product], "category").get(product)
+        category = getattr(value, "pk", value)
+    if category is None:
+        return list(items)
+    return [
+        item
+        if item.match or catalog.role_id(item.product, "category") != category
+        else dataclasses.replace(item, match=SAME_KIND)
+        for item in items
+    ]
 
 
 # --- design groups --------------------------------------------------------------------------------------
@@ -167,7 +169,8 @@ def design_group_ids(product_id: int, *, filters: ProductFilter) -> list[int]:
     elif attributes:
         found = _group_attribute(catalog.role_values([product_id], "attributes").get(product_id))
         if found is not None:
-            lookup = {f"{attributes}__{found[0]}": found[1]}
+            # Containment (@>), which a GIN index on the attributes column answers.
+            lookup = {f"{attributes}__contains": {found[0]: found[1]}}
     if lookup is None:
         return []
     members = (
@@ -269,13 +272,8 @@ def find_matches(
         if not explain or not result.items or result.space is None:
             return result
         found = descriptors([product_id, *(item.product.pk for item in result.items)], space=result.space)
-        items = label_items(
-            result.items,
-            query_descriptor=found.get(product_id),
-            query_category=_query_category(product),
-            found=found,
-        )
-        return dataclasses.replace(result, items=items)
+        items = label_items(result.items, query_descriptor=found.get(product_id), found=found)
+        return dataclasses.replace(result, items=label_kind(items, product=product))
     space, embedding, _ = selectors._space_embedding_and_neighbours(product_id)
     if space is None:
         return SimilarProducts(items=[], source=selectors.NONE, reason=selectors.NO_ACTIVE_SPACE)
@@ -293,16 +291,7 @@ def find_matches(
     )
     if not explain:
         return dataclasses.replace(result, items=[dataclasses.replace(i, match="") for i in result.items])
-    query_category = _query_category(product)
-    if query_category is None:
-        return result
-    items = [
-        item
-        if item.match or catalog.role_id(item.product, "category") != query_category
-        else dataclasses.replace(item, match=SAME_KIND)
-        for item in result.items
-    ]
-    return dataclasses.replace(result, items=items)
+    return dataclasses.replace(result, items=label_kind(result.items, product=product))
 
 
 def describe_photo(data: bytes) -> np.ndarray:
