@@ -114,7 +114,7 @@ def label_items(
     found: dict[int, np.ndarray] | None = None,
     space: EmbeddingSpace | None = None,
 ) -> list[ScoredProduct]:
-    """The items with their colour or pattern word; ``found`` are descriptors already read (else read here)."""
+    """The items with their colour or pattern word (``found``: descriptors already read, else read here)."""
     if found is None:
         found = descriptors([item.product.pk for item in items], space=space) if space else {}
     return [
@@ -188,18 +188,28 @@ def design_group_ids(product_id: int, *, filters: ProductFilter) -> list[int]:
 
 
 def _rows_with_descriptors(
-    product_ids: Sequence[int], *, vector: np.ndarray, space: EmbeddingSpace, exclude_sha256s: Sequence[str]
+    product_ids: Sequence[int],
+    *,
+    vector: np.ndarray,
+    space: EmbeddingSpace,
+    exclude_sha256s: Sequence[str],
+    query_product_id: int = 0,
 ) -> dict[int, tuple[float, list[str], np.ndarray | None]]:
     """product id -> (cosine distance to ``vector``, image digests, descriptor), one binary read; products
-    showing one of ``exclude_sha256s`` are left out."""
-    if not product_ids:
-        return {}
+    showing one of ``exclude_sha256s`` are left out, except ``query_product_id`` (read for its descriptor).
+    """
     dimensions = int(space.dimensions)
     rows = selectors._fetch_binary(
         f"SELECT product_id, (vector::halfvec({dimensions})) <=> %s, image_sha256s, descriptor "
-        f"FROM {ProductEmbedding._meta.db_table} WHERE space_id = %s AND product_id = ANY(%s) "
-        "AND NOT (image_sha256s && %s::varchar[])",
-        [selectors.QueryVector(vector), space.pk, sorted(set(product_ids)), list(exclude_sha256s)],
+        f"FROM {ProductEmbedding._meta.db_table} WHERE space_id = %s AND ("
+        "product_id = %s OR (product_id = ANY(%s) AND NOT (image_sha256s && %s::varchar[])))",
+        [
+            selectors.QueryVector(vector),
+            space.pk,
+            query_product_id,
+            sorted(set(product_ids)),
+            list(exclude_sha256s),
+        ],
     )
     return {int(pk): (float(distance), list(shas or []), desc) for pk, distance, shas, desc in rows}
 
@@ -213,10 +223,12 @@ def other_colours_near_vector(
     space: EmbeddingSpace,
     group_ids: Sequence[int] = (),
     exclude_sha256s: Sequence[str] = (),
+    query_product_id: int | None = None,
 ) -> SimilarProducts:
     """The same style in other colours: ``group_ids`` (the design group) first, then the nearest of
-    ``COLOURWAY_CANDIDATES`` products whose colour differs from ``query_descriptor``; both ranked by
-    similarity to ``vector``, each labelled. Without a query descriptor: the group, then the nearest."""
+    ``COLOURWAY_CANDIDATES`` products whose colour differs from ``query_descriptor`` (or, given
+    ``query_product_id``, from that product's stored one); both ranked by similarity to ``vector``, each
+    labelled. Without a query descriptor: the group, then the nearest."""
     limit = selectors._limit(limit)
     filters = filters or ProductFilter()
     nearest, exact = selectors.nearest_product_rows(
@@ -233,7 +245,10 @@ def other_colours_near_vector(
         vector=vector,
         space=space,
         exclude_sha256s=exclude_sha256s,
+        query_product_id=query_product_id or 0,
     )
+    if query_product_id is not None:
+        query_descriptor = details.pop(query_product_id, (0.0, [], None))[2]
     members = sorted(
         ((pk, *details[pk][:2]) for pk in group if pk in details), key=lambda row: (row[1], row[0])
     )
@@ -282,7 +297,8 @@ def find_matches(
     filters = (filters or ProductFilter()).excluding([product_id])
     result = other_colours_near_vector(
         vector=embedding.vector,
-        query_descriptor=descriptors([product_id], space=space).get(product_id),
+        query_descriptor=None,
+        query_product_id=product_id,
         limit=limit,
         filters=filters,
         space=space,

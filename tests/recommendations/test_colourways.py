@@ -6,7 +6,9 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from django.db import connection
 from django.template import Context, Template
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from PIL import Image
 
@@ -90,6 +92,14 @@ def test_other_colours_are_the_designs_colourways_then_other_colours_never_the_s
         )
         assert item.match == expected
     assert {item.match for item in similar.items} <= {"", "same colour", "same pattern", "same kind"}
+
+    # A bounded number of queries, whatever the number of cards (no query per card or per candidate).
+    counts = {}
+    for limit in (3, 12):
+        with CaptureQueriesContext(connection) as queries:
+            selectors.find_similar_products(product=query.pk, limit=limit, match="colourways", explain=True)
+        counts[limit] = len(queries)
+    assert counts[3] == counts[12] <= 15, counts
 
     # The API: the parameter, the mode in the answer, a word per result.
     response = client_get(query.pk, {"match": "colourways", "limit": 12})
