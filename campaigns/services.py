@@ -27,6 +27,8 @@ from scraper.parsers.image_folder import ImageRejected, inspect_image
 logger = logging.getLogger(__name__)
 
 CATALOG_VERSION_KEY = "campaigns:catalog-version"
+# Part of every cached landing creative's entry (views.cached_landing_creative).
+SETUP_VERSION_KEY = "campaigns:setup-version"
 
 
 class UnknownProduct(LookupError):
@@ -52,6 +54,14 @@ def catalog_version() -> int:
         cache.add(CATALOG_VERSION_KEY, time.time_ns(), timeout=None)
         version = cache.get(CATALOG_VERSION_KEY)
     return int(version or 0)
+
+
+def bump_setup_version() -> None:
+    """Forget every cached landing creative (a campaign, a creative or the active space changed)."""
+    try:
+        cache.incr(SETUP_VERSION_KEY)
+    except ValueError:  # missing: evicted or never set
+        cache.set(SETUP_VERSION_KEY, time.time_ns(), timeout=None)
 
 
 def bump_catalog_version() -> None:
@@ -256,6 +266,7 @@ def embed_creative(*, creative_id: int) -> str:
         embedded_at=timezone.now(),
         updated_at=timezone.now(),
     )
+    bump_setup_version()  # an update() sends no signal: cached landing creatives must see the vector
     return "embedded" if updated else "superseded"
 
 
@@ -263,6 +274,7 @@ def _mark(creative: Creative, *, status: str, error: str) -> None:
     Creative.objects.filter(pk=creative.pk, sha256=creative.sha256).update(
         embedding_status=status, embedding_error=error[:500], updated_at=timezone.now()
     )
+    bump_setup_version()
 
 
 def _active_space_id() -> int | None:
