@@ -271,6 +271,9 @@ class Creative(models.Model):
         on_delete=models.SET_NULL,
     )
     vector = HalfVectorField(null=True, blank=True, editable=False)
+    # The image's colour + pattern descriptor (recommendations.colour), made with the vector in spaces that
+    # store product colours: "other colours" landing pages and the cards' words compare with it.
+    descriptor = HalfVectorField(null=True, blank=True, editable=False)
     embedding_status = models.CharField(
         max_length=8, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING, editable=False
     )

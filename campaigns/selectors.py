@@ -51,13 +51,13 @@ def active_space() -> EmbeddingSpace | None:
 def landing_creative(*, slug: str, creative_slug: str | None = None) -> Creative | None:
     """The creative of a landing page with its campaign and ``active_space_id``, in one query.
 
-    Without ``creative_slug``: the campaign's first creative. The vector is left out (only a cache miss of a
-    visual-match page needs it).
+    Without ``creative_slug``: the campaign's first creative. The vector and descriptor are left out (only a
+    cache miss of a visual-match page needs them).
     """
     active = EmbeddingSpace.objects.active().values("pk")[:1]
     creatives = (
         Creative.objects.select_related("campaign")
-        .defer("vector")
+        .defer("vector", "descriptor")
         .filter(campaign__slug=slug)
         .annotate(active_space_id=models.Subquery(active))
         .order_by("position", "pk")
@@ -71,7 +71,7 @@ def campaign_creative(*, campaign: Campaign, creative_id: int) -> Creative | Non
     """One creative of the campaign with ``active_space_id`` (without its vector), or None."""
     active = EmbeddingSpace.objects.active().values("pk")[:1]
     return (
-        Creative.objects.defer("vector")
+        Creative.objects.defer("vector", "descriptor")
         .filter(pk=creative_id, campaign=campaign)
         .annotate(active_space_id=models.Subquery(active))
         .first()
@@ -183,8 +183,8 @@ def _near_creative(
     *, campaign: Campaign, creative: Creative, limit: int, filters: ProductFilter, space: EmbeddingSpace
 ) -> list[Any]:
     """The products nearest to the creative, each with its word (same colour / same pattern): the campaign's
-    match mode picks "similar" or "other colours" than the ad's. The ad's colours are read from its image
-    here (a cache miss of the page), only where the space stores product colours to compare them with."""
+    match mode picks "similar" or "other colours" than the ad's, where the space stores product colours to
+    compare the ad's with."""
     vector = creative_vector(creative)
     query = creative_descriptor(creative) if matching.has_descriptors(space) else None
     if campaign.match == Campaign.Match.COLOURWAYS:
@@ -198,7 +198,11 @@ def _near_creative(
 
 
 def creative_descriptor(creative: Creative) -> np.ndarray | None:
-    """The colour + pattern descriptor of the creative's image; None without a readable file."""
+    """The colour + pattern descriptor of the creative's image: stored when it was embedded (read here, on a
+    page's cache miss), else made from its file (creatives embedded before descriptors were stored); None
+    without a readable file."""
+    if creative.descriptor is not None:
+        return np.asarray(creative.descriptor, dtype=np.float32)
     if not creative.image:
         return None
     try:

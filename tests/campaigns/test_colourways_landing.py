@@ -44,6 +44,8 @@ def test_other_colours_landing_page_leaves_out_the_ads_colour(store, data_dir):
         assert embed_creative(creative_id=creative.pk) == "embedded"
         campaigns[match] = campaign
     creative = Creative.objects.get(campaign=campaigns[Campaign.Match.COLOURWAYS])
+    # The ad's colours are stored with its vector: a page needs no decoding of the ad image.
+    assert creative.descriptor is not None
     ad_colour = campaign_selectors.creative_descriptor(creative)
     assert ad_colour is not None
     catalog_colours = matching.descriptors(
