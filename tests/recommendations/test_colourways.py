@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from django.db import connection
 from django.template import Context, Template
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from PIL import Image
 
 from recommendations import matching, selectors, services
 from recommendations.models import ProductEmbedding
-from shop.models import Category
+from shop.models import Category, Product
 from tests.factories import add_image, create_product
 from tests.recommendations.embedding_helpers import ENCODER
 from tests.recommendations.test_looks_alike import jpeg, psychobunny_rows, recipe_settings
@@ -139,11 +139,17 @@ def _attribute_values(html: str, name: str) -> list[str]:
 
 @pytest.mark.django_db
 def test_without_colour_descriptors_other_colours_fall_back_to_the_design_group(store, data_dir):
-    by_design = import_colourways(store, data_dir, designs=3)
+    # The design group through a `group` role this time (here the brand field), not the attributes.
+    by_design = import_colourways(store, data_dir, designs=3, with_design=False)
+    for code, products in by_design.items():
+        Product.objects.filter(pk__in=[p.pk for p in products]).update(brand=f"design {code}")
     query, colourways = pick_query(by_design)
     space = embed("cnn")
     assert not matching.has_descriptors(space)
-    others = selectors.find_similar_products(product=query.pk, limit=8, match="colourways", explain=True)
+    assert matching.design_group_ids(query.pk, filters=selectors.ProductFilter()) == []
+    with override_settings(LOOKALIKE={"PRODUCT_FIELDS": {"group": "brand"}}):
+        assert set(matching.design_group_ids(query.pk, filters=selectors.ProductFilter())) == colourways
+        others = selectors.find_similar_products(product=query.pk, limit=8, match="colourways", explain=True)
     ids = [item.product.pk for item in others.items]
     assert set(ids[: len(colourways)]) == colourways
     # Then the ordinary ranking: nothing is lost for want of colour.
