@@ -150,10 +150,14 @@ def _group_attribute(attributes: Any) -> tuple[str, str | int] | None:
     """The first design key (RECOMMENDATIONS["ADAPT_GROUP_ATTRIBUTES"]) with a value, as (key, value)."""
     if not isinstance(attributes, dict):
         return None
+    # Keys in any case, as adaptation reads them ("Style_Code"); the query needs the stored spelling.
+    keys = {str(key).lower(): key for key in attributes}
     for name in app_setting("ADAPT_GROUP_ATTRIBUTES"):
-        value = attributes.get(name)
+        if name not in keys:
+            continue
+        value = attributes[keys[name]]
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-            return name, value
+            return str(keys[name]), value
     return None
 
 
