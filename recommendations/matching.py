@@ -11,27 +11,28 @@ Colour is read from the colour + pattern descriptor each product's primary photo
 is not the CNN alone (``recommendations.colour``; ``ProductEmbedding.descriptor``). Without descriptors (a
 "cnn" space) colourways are the design group followed by the ordinary ranking.
 
-Thresholds, measured on the shared Psychobunny photos (80 designs that come in several colourways, 548
-photos, descriptors made from a centre square as the pipeline does; share of photo pairs whose colour
-cosine is at least t):
+Thresholds, measured on the shared Psychobunny photos by ``python bench/match_thresholds.py`` (80 designs
+that come in several colourways, 548 photos, descriptors made as the embedding pipeline makes them; share
+of photo pairs whose cosine is at least t):
 
     colour cosine  t =                      0.50  0.55  0.60  0.70  0.80
-    same handle (same colourway)            0.95  0.90  0.88  0.80  0.66
-    same design, another colourway          0.37  0.31  0.26  0.18  0.09
-    another design, same colour name        0.94  0.91  0.87  0.73  0.47
+    same handle (same colourway)            0.95  0.91  0.87  0.79  0.64
+    same design, another colourway          0.36  0.31  0.26  0.17  0.09
+    another design, same colour name        0.95  0.92  0.87  0.72  0.45
     another design and colour, same kind    0.30  0.24  0.19  0.10  0.03
 
     pattern cosine  t =                     0.98  0.99  0.993
-    same design (any colourway)             0.55  0.22  0.13
-    another design, same kind               0.47  0.17  0.08
-    another design and kind                 0.26  0.08  0.03
+    same handle (same colourway)            0.51  0.21  0.12
+    another design and colour, same kind    0.40  0.13  0.06
+    another design and kind                 0.22  0.06  0.03
 
 - "other colour" (colourways): colour cosine below 0.55 keeps 69 % of a design's other colourways and
-  lets 10 % of same-colourway photos through (a back view, a model shot); 0.60 would let 12 % through.
-- "same colour" label: at least 0.70: 80 % of same-colourway pairs and 73 % of pairs with the same colour
+  lets 9 % of same-colourway photos through (a back view, a model shot); 0.60 would let 13 % through.
+- "same colour" label: at least 0.70: 79 % of same-colourway pairs and 72 % of pairs with the same colour
   name get it, 10 % of unrelated pairs of the same kind. Between 0.55 and 0.70 a colour is neither.
 - "same pattern" label: at least 0.99. The pattern descriptor separates weakly on these mostly plain
-  garments (22 % of same-design pairs, 8 % of unrelated ones): a high bar, so the word is rarely wrong.
+  garments (21 % of same-colourway pairs, 13 % of unrelated pairs of the same kind, 6 % of the rest): a
+  high bar, so the word is rarely given.
 - "same kind": the same category, when neither colour nor pattern says more.
 """
 
