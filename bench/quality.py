@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -136,7 +137,7 @@ def write_sources(data: dict, folder: Path) -> tuple[Path, Path, Path]:
         writer = csv.writer(handle)
         writer.writerow(["file", "kind", "colour", "product"])
         for row in data["new"]:
-            (new_folder / row[data["photo"]]).symlink_to(images / row[data["photo"]])
+            shutil.copyfile(images / row[data["photo"]], new_folder / row[data["photo"]])  # links are refused
             writer.writerow(
                 [row[data["photo"]], row[data["kind"]], row[data["colour"]], row.get("handle", "")]
             )
@@ -148,7 +149,12 @@ def run_command(name: str, *arguments: str, **options) -> str:
 
     out = io.StringIO()
     started = time.perf_counter()
-    call_command(name, *arguments, stdout=out, stderr=io.StringIO(), **options)
+    errors = io.StringIO()
+    try:
+        call_command(name, *arguments, stdout=out, stderr=errors, **options)
+    except Exception:
+        print(errors.getvalue()[-3000:])
+        raise
     print(f"  {name} {' '.join(arguments)} {options or ''}: {time.perf_counter() - started:.0f} s")
     return out.getvalue()
 
@@ -248,8 +254,17 @@ def evaluate(data: dict) -> dict:
             f"{data['name']}: {sum(len(p) for p in data['labelled'].values()):,} photos of "
             f"{len(data['labelled']):,} labelled products; {len(data['new']):,} new products"
         )
-        run_command("import_catalog", str(archive), store="Labelled", currency="EUR", no_progress=True)
-        run_command("import_catalog", str(new_folder), store="New arrivals", currency="EUR", no_progress=True)
+        run_command(
+            "import_catalog", str(archive), store="Labelled", currency="EUR", sync=True, no_progress=True
+        )
+        run_command(
+            "import_catalog",
+            str(new_folder),
+            store="New arrivals",
+            currency="EUR",
+            sync=True,
+            no_progress=True,
+        )
         new_store = Store.objects.get(name="New arrivals")
         run_command("embed_catalog", encoder=args.encoder, recipe="cnn", no_progress=True)
         run_command("embed_catalog", encoder=args.encoder, recipe="combined", no_progress=True)

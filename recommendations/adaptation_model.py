@@ -185,7 +185,7 @@ def train(
             loss.backward()
             optimiser.step()
             schedule.step()
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
         if progress is not None:
             progress(epoch + 1, epochs, loss_value)
     model.eval()
