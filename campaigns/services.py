@@ -180,6 +180,7 @@ def save_creative(*, creative: Creative, image_data: bytes | None = None) -> Cre
             creative.embedding_status = Creative.EmbeddingStatus.PENDING
             creative.embedding_error = ""
             creative.vector = None
+            creative.descriptor = None
             creative.space = None
             creative.embedded_at = None
             creative.image.save(f"{digest}.{checked.extension}", ContentFile(image_data), save=False)
@@ -245,6 +246,7 @@ def requeue_stale_creative(creative: Creative, *, space_id: int | None) -> bool:
 
 def embed_creative(*, creative_id: int) -> str:
     """Compute the creative's vector with the active space's encoder; idempotent. Returns what happened."""
+    from recommendations import matching
     from recommendations.imaging import BadImage
     from recommendations.services import NoActiveSpace, embed_query_image
 
@@ -268,8 +270,15 @@ def embed_creative(*, creative_id: int) -> str:
         _mark(creative, status=Creative.EmbeddingStatus.PENDING, error="No embedding space is active yet.")
         return "pending"
     # Only if the image is still the one embedded (the marketer may have replaced it meanwhile).
+    descriptor = None
+    if matching.has_descriptors(space):
+        try:
+            descriptor = matching.describe_photo(data)
+        except ValueError:  # the encoder read it; a descriptor is a nicety, never a failure
+            descriptor = None
     updated = Creative.objects.filter(pk=creative.pk, sha256=creative.sha256).update(
         vector=vector,
+        descriptor=descriptor,
         space=space,
         embedding_status=Creative.EmbeddingStatus.READY,
         embedding_error="",

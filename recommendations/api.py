@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from lookalike.catalog import product_model
 from recommendations import cache
 from recommendations.conf import app_setting
+from recommendations.matching import SIMILAR
 from recommendations.ratelimit import AddressRateThrottle, Busy, concurrency_slot
 from recommendations.selectors import (
     NO_ACTIVE_SPACE,
@@ -48,11 +49,15 @@ def _error(code: int, detail: str, errors: dict[str, Any] | None = None) -> Resp
     return Response(body, status=code)
 
 
-def _answer(request: Request, result: SimilarProducts, *, product_id: int | None) -> Response:
-    return Response(_answer_data(request, result, product_id=product_id))
+def _answer(
+    request: Request, result: SimilarProducts, *, product_id: int | None, match: str = SIMILAR
+) -> Response:
+    return Response(_answer_data(request, result, product_id=product_id, match=match))
 
 
-def _answer_data(request: Request, result: SimilarProducts, *, product_id: int | None) -> dict[str, Any]:
+def _answer_data(
+    request: Request, result: SimilarProducts, *, product_id: int | None, match: str = SIMILAR
+) -> dict[str, Any]:
     cards = product_cards(result.items)
     space = result.space
     return {
@@ -62,6 +67,7 @@ def _answer_data(request: Request, result: SimilarProducts, *, product_id: int |
         "space": (
             {"id": space.pk, "encoder": space.encoder, "dimensions": space.dimensions} if space else None
         ),
+        "match": match,
         "count": len(cards),
         "results": [_card_data(card, request) for card in cards],
     }
@@ -82,6 +88,7 @@ def _card_data(card: ProductCard, request: Request) -> dict[str, Any]:
         "category": card.category_id,
         "store": card.store_id,
         "score": round(float(card.score), 6),
+        "match": card.match,
     }
 
 
@@ -123,7 +130,8 @@ class SimilarProductsView(APIView):
         description=(
             "Visually similar products, best first, with cosine similarity scores. Excludes the product "
             "itself and products showing one of its photos. A product without an embedding yet answers 200 "
-            "with an empty list and a `reason`."
+            "with an empty list and a `reason`. `match=colourways` asks for the same style in other "
+            "colours; each result's `match` says in a word why it matched."
         ),
         tags=["similar items"],
         parameters=[SimilarQuerySerializer],
@@ -162,10 +170,12 @@ class SimilarProductsView(APIView):
             filters=query.product_filter(product),
             diversity=query.validated_data["diversity"],
             same_store=query.same_store,
+            match=query.validated_data["match"],
+            explain=True,
         )
         if result.source == NONE and product is None:
             get_object_or_404(products, pk=pk)
-        return _answer_data(request, result, product_id=pk)
+        return _answer_data(request, result, product_id=pk, match=query.validated_data["match"])
 
 
 class ImageSearchView(APIView):
