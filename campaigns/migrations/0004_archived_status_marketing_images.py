@@ -33,7 +33,10 @@ def remove_image_view(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("campaigns", "0002_marketing_group"), migrations.swappable_dependency(IMAGE_MODEL)]
+    dependencies = [
+        ("campaigns", "0003_campaign_match_creative_descriptor"),
+        migrations.swappable_dependency(IMAGE_MODEL),
+    ]
 
     operations = [
         migrations.AlterField(
