@@ -17,9 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from celery.utils.nodenames import host_format
 from django.db import transaction
 from django.utils import timezone
 
+from config.celery import app as celery_app
 from recommendations import leases, services
 from recommendations.models import EmbeddingBatch, ImageEmbedding, ProductEmbedding
 from scraper.models import ImportJob
@@ -34,6 +36,7 @@ LEASE_S = 3
 PRODUCTS = 64
 IMPORTED = 20
 RECOVERY_DEADLINE_S = 120
+QUEUES = ("default", "scrape", "embeddings")
 SHORT_LEASES = {
     # One image per model call: a batch of 8 writes its vectors in 8 steps, so it can be killed halfway.
     "RECOMMENDATIONS": {"BATCH_LEASE_S": LEASE_S, "BATCH_SIZE": 1},
@@ -55,7 +58,7 @@ def start_worker(name: str, *, beat: bool, tmp_path: Path) -> subprocess.Popen:
     }
     run_id = os.environ["LOOKALIKE_TEST_RUN_ID"]
     command = [
-        sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,scrape,embeddings",
+        sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", ",".join(QUEUES),
         "-c", "3", "-n", f"{name}-{run_id}@%h", "--without-gossip", "--without-mingle", "-l", "info",
     ]  # fmt: skip
     if beat:
@@ -88,10 +91,20 @@ def wait_for(condition: Callable[[], bool], what: str, *, timeout_s: float, logs
 
 @pytest.fixture
 def workers(tmp_path) -> Iterator[dict[str, subprocess.Popen]]:
+    """The test's own workers, and no other on its queues: the run's shared worker (``celery_worker`` in
+    tests/conftest.py, still running when an earlier test started it) would otherwise take the victim's
+    batches, the import and the sweepers' messages, so it stops consuming until the test ends."""
+    shared = [host_format(f"test-{os.environ['LOOKALIKE_TEST_RUN_ID']}@%h")]
+    for queue in QUEUES:
+        celery_app.control.cancel_consumer(queue, destination=shared, reply=True, timeout=1)
     started: dict[str, subprocess.Popen] = {}
-    yield started
-    for process in started.values():
-        stop_group(process)
+    try:
+        yield started
+    finally:
+        for process in started.values():
+            stop_group(process)
+        for queue in QUEUES:
+            celery_app.control.add_consumer(queue, destination=shared, reply=True, timeout=1)
 
 
 def owned_by(process: subprocess.Popen, lease_owner: str) -> bool:
