@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -20,6 +19,7 @@ from django.utils.text import slugify
 from campaigns import tracking
 from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
+from lookalike import versioned_cache
 from lookalike.catalog import product_model
 from recommendations.ratelimit import increment
 from scraper.parsers.image_folder import ImageRejected, inspect_image
@@ -48,28 +48,17 @@ class CreativeImageError(ValueError):
 
 def catalog_version() -> int:
     """The stock version of the catalog, part of every landing-page cache key."""
-    version = cache.get(CATALOG_VERSION_KEY)
-    if version is None:
-        # A fresh start value (not 1) so that an evicted counter never repeats an old key.
-        cache.add(CATALOG_VERSION_KEY, time.time_ns(), timeout=None)
-        version = cache.get(CATALOG_VERSION_KEY)
-    return int(version or 0)
+    return versioned_cache.current_version(CATALOG_VERSION_KEY)
 
 
 def bump_setup_version() -> None:
     """Forget every cached landing creative (a campaign, a creative or the active space changed)."""
-    try:
-        cache.incr(SETUP_VERSION_KEY)
-    except ValueError:  # missing: evicted or never set
-        cache.set(SETUP_VERSION_KEY, time.time_ns(), timeout=None)
+    versioned_cache.bump_version(SETUP_VERSION_KEY)
 
 
 def bump_catalog_version() -> None:
     """Invalidate every cached landing page (a product's stock changed, or a product was deleted)."""
-    try:
-        cache.incr(CATALOG_VERSION_KEY)
-    except ValueError:  # missing: evicted or never set
-        cache.set(CATALOG_VERSION_KEY, time.time_ns(), timeout=None)
+    versioned_cache.bump_version(CATALOG_VERSION_KEY)
 
 
 def bump_campaign_version(campaign_id: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from urllib.parse import urlencode
 
 from django.core import signing
@@ -26,6 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from campaigns import selectors, services, tracking
 from campaigns.conf import app_setting
 from campaigns.models import Campaign, CampaignEvent, Creative
+from lookalike import versioned_cache
 from lookalike.catalog import product_model, product_url
 from lookalike.conf import base_template
 from recommendations.models import EmbeddingSpace
@@ -118,17 +118,14 @@ def cached_landing_creative(*, slug: str, creative_slug: str | None) -> Creative
         return selectors.landing_creative(slug=slug, creative_slug=creative_slug)
     digest = hashlib.blake2b(repr((slug, creative_slug)).encode(), digest_size=16).hexdigest()
     key = f"campaigns:landing-creative:{digest}"  # the slugs come from the URL: hashed, bounded length
-    found = cache.get_many([services.SETUP_VERSION_KEY, key])
-    version, entry = found.get(services.SETUP_VERSION_KEY), found.get(key)
-    if version is not None and entry is not None and entry[0] == version:
-        return entry[1]
-    if version is None:
-        cache.add(services.SETUP_VERSION_KEY, time.time_ns(), timeout=None)
-        version = cache.get(services.SETUP_VERSION_KEY)
-    creative = selectors.landing_creative(slug=slug, creative_slug=creative_slug)
-    if creative is not None:  # unknown slugs are not cached: nothing for a client to fill the cache with
-        cache.set(key, (version, creative), timeout=timeout_s)
-    return creative
+    return versioned_cache.cached(
+        services.SETUP_VERSION_KEY,
+        key,
+        lambda: selectors.landing_creative(slug=slug, creative_slug=creative_slug),
+        timeout_s=timeout_s,
+        # Unknown slugs are not cached: nothing for a client to fill the cache with.
+        keep=lambda creative: creative is not None,
+    )
 
 
 # The cached page is the landing template's blocks, rendered for nobody in particular; the shop's layout

@@ -11,32 +11,24 @@ fill the cache with variants of one request.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import cache
 
+from lookalike import versioned_cache
 from recommendations.conf import app_setting
 
 CATALOG_VERSION_KEY = "recommendations:catalog-version"
 
 
 def catalog_version() -> int:
-    version = cache.get(CATALOG_VERSION_KEY)
-    if version is None:
-        # A fresh start value (not 1), so that an evicted counter never repeats an old version.
-        cache.add(CATALOG_VERSION_KEY, time.time_ns(), timeout=None)
-        version = cache.get(CATALOG_VERSION_KEY)
-    return int(version or 0)
+    return versioned_cache.current_version(CATALOG_VERSION_KEY)
 
 
 def bump_catalog_version() -> None:
     """Make every cached similar-items answer stale."""
-    try:
-        cache.incr(CATALOG_VERSION_KEY)
-    except ValueError:  # missing: evicted or never set
-        cache.set(CATALOG_VERSION_KEY, time.time_ns(), timeout=None)
+    versioned_cache.bump_version(CATALOG_VERSION_KEY)
 
 
 def entry_key(kind: str, *parts: Any) -> str:

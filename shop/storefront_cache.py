@@ -9,12 +9,12 @@ commit, ``shop.receivers``), so every listing is made again on its next request.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+
+from lookalike import versioned_cache
 
 VERSION_KEY = "shop:catalog-version"
 
@@ -24,24 +24,11 @@ def cache_timeout_s() -> int:
 
 
 def bump_version() -> None:
-    try:
-        cache.incr(VERSION_KEY)
-    except ValueError:  # missing: evicted or never set
-        cache.set(VERSION_KEY, time.time_ns(), timeout=None)
+    versioned_cache.bump_version(VERSION_KEY)
 
 
 def cached(key: str, build: Callable[[], Any]) -> Any:
     """The entry under ``key`` if made from the current version, else ``build()`` stored."""
     if not cache_timeout_s():
         return build()
-    found = cache.get_many([VERSION_KEY, key])
-    version, entry = found.get(VERSION_KEY), found.get(key)
-    if version is not None and entry is not None and entry[0] == version:
-        return entry[1]
-    if version is None:
-        # A fresh start value (not 1), so that an evicted counter never repeats an old version.
-        cache.add(VERSION_KEY, time.time_ns(), timeout=None)
-        version = cache.get(VERSION_KEY)
-    value = build()
-    cache.set(key, (version, value), timeout=cache_timeout_s())
-    return value
+    return versioned_cache.cached(VERSION_KEY, key, build, timeout_s=cache_timeout_s())
