@@ -16,14 +16,14 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from lookalike import leases
 from recommendations.conf import app_setting
 from recommendations.models import EmbeddingBatch
 
@@ -94,42 +94,18 @@ def held_batch(batch_id: int | None) -> Iterator[bool]:
     if token is None:
         yield False
         return
-    with renewing(lambda: renew_batch(batch_id, token), every_s=_lease_s() / 3):
+    with leases.renewing(
+        lambda: renew_batch(batch_id, token),
+        every_s=_lease_s() / 3,
+        what="an embedding batch's lease",
+        lost_message="Lost a lease while still working on it",
+    ):
         try:
             yield True
         except BaseException:
             expire_batch(batch_id, token)
             raise
     finish_batch(batch_id, token)
-
-
-@contextlib.contextmanager
-def renewing(renew: Callable[[], bool], *, every_s: float) -> Iterator[None]:
-    """Call ``renew`` every ``every_s`` seconds in a thread while the body runs (a long model batch or a
-    slow storage read does not let the lease lapse); the thread dies with the process, and so does the
-    lease."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        try:
-            while not stop.wait(every_s):
-                try:
-                    if not renew():
-                        logger.warning("Lost a lease while still working on it")
-                        return
-                except Exception:  # the database may be restarting: try again at the next tick
-                    logger.exception("Could not renew a lease")
-                    close_old_connections()
-        finally:
-            connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=loop, name="lease-renewer", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def requeue_expired_batches() -> int:

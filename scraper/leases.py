@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from lookalike import leases
 from scraper.conf import app_setting
 from scraper.models import ImportJob
 
@@ -60,7 +60,8 @@ def heartbeat(job_id: int, token: str) -> Iterator[None]:
             )
         )
 
-    with renewing(renew, every_s=lease_s() / 3):
+    # False once finished or taken over: the run notices at its next write.
+    with leases.renewing(renew, every_s=lease_s() / 3, what="an import job's heartbeat"):
         yield
 
 
@@ -70,33 +71,6 @@ def expect_back(job_id: int, token: str, *, after_s: float) -> None:
     ImportJob.objects.filter(**this_run(job_id, token), finished_at__isnull=True).update(
         heartbeat_at=Greatest(F("heartbeat_at"), back_at)
     )
-
-
-@contextlib.contextmanager
-def renewing(renew: Callable[[], bool], *, every_s: float) -> Iterator[None]:
-    """Call ``renew`` every ``every_s`` seconds in a thread while the body runs; the thread dies with the
-    process, and so does the lease."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        try:
-            while not stop.wait(every_s):
-                try:
-                    if not renew():
-                        return  # finished, or taken over: the run notices at its next write
-                except Exception:  # the database may be restarting: try again at the next tick
-                    logger.exception("Could not renew an import job's heartbeat")
-                    close_old_connections()
-        finally:
-            connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=loop, name="job-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def requeue_stale_jobs() -> int:
