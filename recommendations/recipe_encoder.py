@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from recommendations import colour
 from recommendations.recipes import (

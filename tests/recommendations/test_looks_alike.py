@@ -202,7 +202,7 @@ def test_combined_vectors_find_the_same_colourway_more_often_than_the_cnn_alone(
     assert hits["combined"] > hits["cnn"] + 0.15, hits
 
 
-# --- catalog adaptation ---------------------------------------------------------------------------------------
+# --- catalog adaptation -------------------------------------------------------------------------------------
 
 
 def import_labelled(store, data_dir, rows, *, with_labels: bool = True) -> None:
