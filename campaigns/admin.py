@@ -108,6 +108,7 @@ class CampaignAdmin(admin.ModelAdmin):
                     "in_stock_only",
                     "product_count",
                     "excluded_products",
+                    "match",
                 ]
             },
         ),

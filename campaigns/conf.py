@@ -12,6 +12,10 @@ DEFAULTS: dict[str, Any] = {
     # How long a rendered landing page is kept; any change to the campaign, its creatives or the stock of
     # the catalog invalidates it earlier. New products appear at the latest after this.
     "CACHE_TIMEOUT_S": 600,
+    # A landing page's creative and campaign are looked up in the cache (one Redis round trip instead of a
+    # query): saving a campaign, a creative or an embedding space refreshes them at once; changes that send
+    # no signal (QuerySet.update()) show within this. 0: a query on every request.
+    "CREATIVE_CACHE_S": 5,
     # A reload within this window (same session, creative, event kind and product) is counted once.
     "DEDUP_WINDOW_S": 30 * 60,
     # How long after a click an add-to-cart or purchase is still credited to the campaign.

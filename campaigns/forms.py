@@ -82,7 +82,7 @@ class CampaignForm(forms.ModelForm):
         fields = [
             "name", "slug", "status", "starts_at", "ends_at", "fallback_url",
             "store", "categories", "min_price", "max_price", "in_stock_only", "product_count",
-            "excluded_products",
+            "excluded_products", "match",
             "headline", "intro", "columns", "show_prices",
             "control_share_pct", "control_kind", "control_category",
         ]  # fmt: skip

@@ -48,6 +48,11 @@ class Campaign(models.Model):
         CATEGORY = "category", "Category listing"
         PRODUCTS = "products", "Picked products"
 
+    class Match(models.TextChoices):
+        # The match modes of recommendations.matching (SIMILAR, COLOURWAYS).
+        SIMILAR = "similar", "Similar in colour and kind"
+        COLOURWAYS = "colourways", "Same style in other colours"
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(
         max_length=100,
@@ -83,6 +88,13 @@ class Campaign(models.Model):
     )
     excluded_products: models.ManyToManyField = models.ManyToManyField(
         PRODUCT_MODEL, blank=True, related_name="+", help_text="Never shown on this campaign's pages."
+    )
+    match = models.CharField(
+        max_length=16,
+        choices=Match.choices,
+        default=Match.SIMILAR,
+        help_text="Other colours: products like the ad's, in colours other than the ad's (needs the combined "
+        "or adapted embedding recipe to tell colours apart).",
     )
 
     # Layout.
@@ -259,6 +271,9 @@ class Creative(models.Model):
         on_delete=models.SET_NULL,
     )
     vector = HalfVectorField(null=True, blank=True, editable=False)
+    # The image's colour + pattern descriptor (recommendations.colour), made with the vector in spaces that
+    # store product colours: "other colours" landing pages and the cards' words compare with it.
+    descriptor = HalfVectorField(null=True, blank=True, editable=False)
     embedding_status = models.CharField(
         max_length=8, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING, editable=False
     )

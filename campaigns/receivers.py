@@ -1,4 +1,5 @@
-"""Signal receivers on the catalog: a stock change invalidates cached landing pages.
+"""Signal receivers: a stock change invalidates cached landing pages; a saved campaign, creative or embedding
+space invalidates cached landing creatives.
 
 Connected to whatever product model the catalog uses (``lookalike.catalog``), so the
 catalog app never imports this one. Cheap on purpose: the value of the stock field is remembered when a
@@ -13,10 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_init, post_save
+from django.db.models.signals import post_delete, post_init, post_save
 
-from campaigns.services import bump_catalog_version
+from campaigns.models import Campaign, Creative
+from campaigns.services import bump_catalog_version, bump_setup_version
 from lookalike.catalog import product_field, product_model
+from recommendations.models import EmbeddingSpace
 
 _SNAPSHOT = "_campaigns_stock_snapshot"
 _UNKNOWN = object()
@@ -46,3 +49,15 @@ def stock_changed(sender: Any, instance: Any, created: bool, raw: bool = False, 
 _model = product_model()
 post_init.connect(remember_stock, sender=_model, dispatch_uid="campaigns.remember_stock")
 post_save.connect(stock_changed, sender=_model, dispatch_uid="campaigns.stock_changed")
+
+
+def setup_changed(sender: Any, raw: bool = False, **kwargs: Any) -> None:
+    # At once, not after commit: the marketer's next request must see the change. A landing request
+    # between this and the commit may cache the old row again, for CAMPAIGNS["CREATIVE_CACHE_S"] at most.
+    if not raw:
+        bump_setup_version()
+
+
+for _sender in (Campaign, Creative, EmbeddingSpace):
+    for _signal in (post_save, post_delete):
+        _signal.connect(setup_changed, sender=_sender, dispatch_uid=f"campaigns.setup.{_sender._meta.label}")

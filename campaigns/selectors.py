@@ -19,6 +19,7 @@ from campaigns import stats
 from campaigns.models import Campaign, CampaignEvent, Creative
 from campaigns.tracking import CONTROL, FALLBACK, VISUAL
 from lookalike import catalog
+from recommendations import matching
 from recommendations.models import EmbeddingSpace
 from recommendations.selectors import ProductFilter, products_near_vector
 
@@ -35,6 +36,7 @@ class LandingItem:
     currency: str
     score: float | None  # cosine similarity to the creative; None for pins and control items
     pinned: bool = False
+    match: str = ""  # why it matched the creative, in a word (recommendations.matching)
 
     @property
     def url(self) -> str:
@@ -49,13 +51,13 @@ def active_space() -> EmbeddingSpace | None:
 def landing_creative(*, slug: str, creative_slug: str | None = None) -> Creative | None:
     """The creative of a landing page with its campaign and ``active_space_id``, in one query.
 
-    Without ``creative_slug``: the campaign's first creative. The vector is left out (only a cache miss of a
-    visual-match page needs it).
+    Without ``creative_slug``: the campaign's first creative. The vector and descriptor are left out (only a
+    cache miss of a visual-match page needs them).
     """
     active = EmbeddingSpace.objects.active().values("pk")[:1]
     creatives = (
         Creative.objects.select_related("campaign")
-        .defer("vector")
+        .defer("vector", "descriptor")
         .filter(campaign__slug=slug)
         .annotate(active_space_id=models.Subquery(active))
         .order_by("position", "pk")
@@ -69,7 +71,7 @@ def campaign_creative(*, campaign: Campaign, creative_id: int) -> Creative | Non
     """One creative of the campaign with ``active_space_id`` (without its vector), or None."""
     active = EmbeddingSpace.objects.active().values("pk")[:1]
     return (
-        Creative.objects.defer("vector")
+        Creative.objects.defer("vector", "descriptor")
         .filter(pk=creative_id, campaign=campaign)
         .annotate(active_space_id=models.Subquery(active))
         .first()
@@ -122,6 +124,7 @@ def landing_items(
     limit = campaign.product_count
     base = campaign_filter(campaign)
     scores: dict[int, float] = {}
+    labels: dict[int, str] = {}
     pinned: list[int] = []
     if variant == VISUAL:
         if space is None or not creative.is_ready_for(space.pk):
@@ -136,10 +139,11 @@ def landing_items(
         near = []
         if len(pinned) < limit:
             filters = dataclasses.replace(base, exclude_product_ids=base.exclude_product_ids | set(pinned))
-            near = products_near_vector(
-                vector=creative_vector(creative), limit=limit - len(pinned), filters=filters, space=space
+            near = _near_creative(
+                campaign=campaign, creative=creative, limit=limit - len(pinned), filters=filters, space=space
             )
         scores = {row.product.pk: row.score for row in near}
+        labels = {row.product.pk: row.match for row in near}
         ids = pinned + [row.product.pk for row in near]
         products = {row.product.pk: row.product for row in near}
     elif variant == CONTROL:
@@ -169,9 +173,43 @@ def landing_items(
                 currency=str(catalog.role_value(product, "currency", "") or ""),
                 score=scores.get(pk),
                 pinned=pk in pinned,
+                match=labels.get(pk, ""),
             )
         )
     return items
+
+
+def _near_creative(
+    *, campaign: Campaign, creative: Creative, limit: int, filters: ProductFilter, space: EmbeddingSpace
+) -> list[Any]:
+    """The products nearest to the creative, each with its word (same colour / same pattern): the campaign's
+    match mode picks "similar" or "other colours" than the ad's, where the space stores product colours to
+    compare the ad's with."""
+    vector = creative_vector(creative)
+    query = creative_descriptor(creative) if matching.has_descriptors(space) else None
+    if campaign.match == Campaign.Match.COLOURWAYS:
+        return matching.other_colours_near_vector(
+            vector=vector, query_descriptor=query, limit=limit, filters=filters, space=space
+        ).items
+    near = products_near_vector(vector=vector, limit=limit, filters=filters, space=space)
+    if query is None:
+        return near
+    return matching.label_items(near, query_descriptor=query, space=space)
+
+
+def creative_descriptor(creative: Creative) -> np.ndarray | None:
+    """The colour + pattern descriptor of the creative's image: stored when it was embedded (read here, on a
+    page's cache miss), else made from its file (creatives embedded before descriptors were stored); None
+    without a readable file."""
+    if creative.descriptor is not None:
+        return np.asarray(creative.descriptor, dtype=np.float32)
+    if not creative.image:
+        return None
+    try:
+        with creative.image.open("rb") as file:
+            return matching.describe_photo(file.read())
+    except (OSError, ValueError):
+        return None
 
 
 def control_product_ids(*, campaign: Campaign, filters: ProductFilter, limit: int) -> list[int]:

@@ -27,6 +27,8 @@ from scraper.parsers.image_folder import ImageRejected, inspect_image
 logger = logging.getLogger(__name__)
 
 CATALOG_VERSION_KEY = "campaigns:catalog-version"
+# Part of every cached landing creative's entry (views.cached_landing_creative).
+SETUP_VERSION_KEY = "campaigns:setup-version"
 
 
 class UnknownProduct(LookupError):
@@ -52,6 +54,14 @@ def catalog_version() -> int:
         cache.add(CATALOG_VERSION_KEY, time.time_ns(), timeout=None)
         version = cache.get(CATALOG_VERSION_KEY)
     return int(version or 0)
+
+
+def bump_setup_version() -> None:
+    """Forget every cached landing creative (a campaign, a creative or the active space changed)."""
+    try:
+        cache.incr(SETUP_VERSION_KEY)
+    except ValueError:  # missing: evicted or never set
+        cache.set(SETUP_VERSION_KEY, time.time_ns(), timeout=None)
 
 
 def bump_catalog_version() -> None:
@@ -160,6 +170,7 @@ def save_creative(*, creative: Creative, image_data: bytes | None = None) -> Cre
             creative.embedding_status = Creative.EmbeddingStatus.PENDING
             creative.embedding_error = ""
             creative.vector = None
+            creative.descriptor = None
             creative.space = None
             creative.embedded_at = None
             creative.image.save(f"{digest}.{checked.extension}", ContentFile(image_data), save=False)
@@ -225,6 +236,7 @@ def requeue_stale_creative(creative: Creative, *, space_id: int | None) -> bool:
 
 def embed_creative(*, creative_id: int) -> str:
     """Compute the creative's vector with the active space's encoder; idempotent. Returns what happened."""
+    from recommendations import matching
     from recommendations.imaging import BadImage
     from recommendations.services import NoActiveSpace, embed_query_image
 
@@ -248,14 +260,22 @@ def embed_creative(*, creative_id: int) -> str:
         _mark(creative, status=Creative.EmbeddingStatus.PENDING, error="No embedding space is active yet.")
         return "pending"
     # Only if the image is still the one embedded (the marketer may have replaced it meanwhile).
+    descriptor = None
+    if matching.has_descriptors(space):
+        try:
+            descriptor = matching.describe_photo(data)
+        except ValueError:  # the encoder read it; a descriptor is a nicety, never a failure
+            descriptor = None
     updated = Creative.objects.filter(pk=creative.pk, sha256=creative.sha256).update(
         vector=vector,
+        descriptor=descriptor,
         space=space,
         embedding_status=Creative.EmbeddingStatus.READY,
         embedding_error="",
         embedded_at=timezone.now(),
         updated_at=timezone.now(),
     )
+    bump_setup_version()  # an update() sends no signal: cached landing creatives must see the vector
     return "embedded" if updated else "superseded"
 
 
@@ -263,6 +283,7 @@ def _mark(creative: Creative, *, status: str, error: str) -> None:
     Creative.objects.filter(pk=creative.pk, sha256=creative.sha256).update(
         embedding_status=status, embedding_error=error[:500], updated_at=timezone.now()
     )
+    bump_setup_version()
 
 
 def _active_space_id() -> int | None:

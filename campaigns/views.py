@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from urllib.parse import urlencode
 
 from django.core import signing
@@ -61,7 +63,7 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 @rate_limited("landing", lambda: app_setting("LANDING_RATE"))
 def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -> HttpResponse:
-    creative = selectors.landing_creative(slug=slug, creative_slug=creative_slug)
+    creative = cached_landing_creative(slug=slug, creative_slug=creative_slug)
     campaign = creative.campaign if creative else Campaign.objects.filter(slug=slug).first()
     if campaign is None:
         raise Http404("No such campaign.")
@@ -106,6 +108,27 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
     if new_session:
         _set_session_cookie(response, request, session_key)
     return _no_store(response)
+
+
+def cached_landing_creative(*, slug: str, creative_slug: str | None) -> Creative | None:
+    """``selectors.landing_creative`` from the cache while no campaign, creative or space was saved (one Redis
+    round trip instead of a query: half of a cached landing page's time), at most CREATIVE_CACHE_S."""
+    timeout_s = app_setting("CREATIVE_CACHE_S")
+    if not timeout_s:
+        return selectors.landing_creative(slug=slug, creative_slug=creative_slug)
+    digest = hashlib.blake2b(repr((slug, creative_slug)).encode(), digest_size=16).hexdigest()
+    key = f"campaigns:landing-creative:{digest}"  # the slugs come from the URL: hashed, bounded length
+    found = cache.get_many([services.SETUP_VERSION_KEY, key])
+    version, entry = found.get(services.SETUP_VERSION_KEY), found.get(key)
+    if version is not None and entry is not None and entry[0] == version:
+        return entry[1]
+    if version is None:
+        cache.add(services.SETUP_VERSION_KEY, time.time_ns(), timeout=None)
+        version = cache.get(services.SETUP_VERSION_KEY)
+    creative = selectors.landing_creative(slug=slug, creative_slug=creative_slug)
+    if creative is not None:  # unknown slugs are not cached: nothing for a client to fill the cache with
+        cache.set(key, (version, creative), timeout=timeout_s)
+    return creative
 
 
 # The cached page is the landing template's blocks, rendered for nobody in particular; the shop's layout

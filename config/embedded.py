@@ -3,9 +3,11 @@
 Used only when ``DATABASE_URL`` / ``REDIS_URL`` are unset. Each server is started on first need and then
 shared by every process of the project (web, Celery workers, management commands, pytest): the first
 process to need a server starts it detached, records its pid and port in ``var/<name>.json`` and later
-processes reuse it. An exclusive ``flock`` on ``var/<name>.lock`` around "check, else start" guarantees that
-two processes never start two servers on the same data directory. The servers outlive the process that
-started them; ``python -m config.embedded stop`` (``make stop``) stops them.
+processes reuse it. A data directory keeps its port across restarts (``var/<name>.port``), so processes
+that were running when a server restarted reconnect to it. An exclusive ``flock`` on ``var/<name>.lock``
+around "check, else start" guarantees that two processes never start two servers on the same data
+directory. The servers outlive the process that started them; ``python -m config.embedded stop``
+(``make stop``) stops them.
 
 This module imports nothing from Django: settings call it while they are being built.
 """
@@ -118,6 +120,40 @@ def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        # SO_REUSEADDR as the servers themselves bind: a port left in TIME_WAIT by the last run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _stable_port(name: str, host: str = "127.0.0.1") -> int:
+    """The port this data directory's server used last time, when it is free; else a new one, remembered.
+
+    Running processes (web workers, Celery workers) built their database and broker URLs once, at start:
+    a server restarted on the same port is one they reconnect to by themselves. The port file outlives
+    ``stop``, unlike ``<name>.json``.
+    """
+    port_path = VAR_DIR / f"{name}.port"
+    last = _read_state(name)  # a server that died keeps its last state file
+    with contextlib.suppress(OSError, ValueError):
+        port = int(port_path.read_text()) if port_path.exists() or last is None else last.port
+        if 0 < port < 65536 and _port_free(host, port):
+            return port
+        print(
+            f"config.embedded: {name}'s port {port} is taken by another program; moving to a new port "
+            "(processes started before must be restarted)",
+            file=sys.stderr,
+        )
+    port = _free_port(host)
+    port_path.write_text(str(port))
+    return port
 
 
 def _is_running(state: ServerState | None) -> bool:
@@ -247,7 +283,8 @@ def _start_postgres() -> ServerState:
             )
         pid_file.unlink()
 
-    host, port = "127.0.0.1", _free_port()
+    host = "127.0.0.1"
+    port = _stable_port("postgres", host)
     options = (
         f"-h {host} -p {port} -k {data_dir} -c max_connections=200 "
         f"-c shared_buffers={shared_buffers_mb()}MB "
@@ -315,7 +352,8 @@ def _start_valkey() -> ServerState:
     data_dir = VAR_DIR / "valkey"
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "valkey.log"
-    host, port = "127.0.0.1", _free_port()
+    host = "127.0.0.1"
+    port = _stable_port("valkey", host)
     pid_path = data_dir / "valkey.pid"
     pid_path.unlink(missing_ok=True)
     args = [

@@ -131,7 +131,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL") or embedded.ensure_valkey().url
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "config.cache.RedisCache",  # Django's, reusing its Redis client (config/cache.py)
         "LOCATION": os.environ.get("CACHE_URL", REDIS_URL),
         "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "lookalike"),
         "TIMEOUT": 300,
@@ -147,6 +147,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    # The sweeper must run even while every scrape worker is busy with long imports.
+    "scraper.requeue_stale_jobs": {"queue": "default"},
     "scraper.*": {"queue": "scrape"},
     "recommendations.embed_*": {"queue": "embeddings"},
     "recommendations.adapt_*": {"queue": "embeddings"},
@@ -158,13 +160,29 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", 30 * 60))
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
-# Redis redelivers unacked messages after this; it must exceed the longest task.
+# Redis redelivers unacked messages after this; it must exceed the longest task's time limit, or a running
+# task would be delivered a second time. Imports (12 h) and embedding batches hold their own leases, renewed
+# while they run, and the sweepers below requeue them within a lease when a worker dies: a redelivery of a
+# leased task that is still running finds the lease held and does nothing.
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # `celery -A config beat`: forget anonymous shoppers' interactions older than PROFILE_MAX_AGE_S.
+# The sweepers requeue work whose worker died (expired leases: SCRAPER["STALE_JOB_S"],
+# RECOMMENDATIONS["BATCH_LEASE_S"]); recovery takes at most a lease plus this interval.
+SWEEP_INTERVAL_S = float(os.environ.get("LOOKALIKE_SWEEP_INTERVAL_S", 30))
 CELERY_BEAT_SCHEDULE = {
     "expire-anonymous-profiles": {"task": "recommendations.expire_profiles", "schedule": 6 * 3600.0},
+    "requeue-expired-embedding-batches": {
+        "task": "recommendations.requeue_expired_batches",
+        "schedule": SWEEP_INTERVAL_S,
+        "options": {"expires": SWEEP_INTERVAL_S},  # a sweep nobody ran in time is superseded by the next
+    },
+    "requeue-stale-import-jobs": {
+        "task": "scraper.requeue_stale_jobs",
+        "schedule": SWEEP_INTERVAL_S,
+        "options": {"expires": SWEEP_INTERVAL_S},
+    },
 }
 
 # Password logins (the admin's included) are throttled per address and username: config/auth.py.

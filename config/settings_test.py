@@ -5,6 +5,7 @@ REDIS_URL). Each run gets its own test database, broker key prefix, cache prefix
 from a run id that the Celery worker started by the tests inherits through the environment.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -60,3 +61,8 @@ SCRAPER = {
     "TOTAL_TIMEOUT_S": 20.0,
     "IMAGE_TASK_CHUNK_SIZE": 10,  # several scraper.fetch_images tasks even for a small test catalog
 }
+
+# Worker processes a test starts with other settings (tests/test_recovery.py: short leases) get them as JSON,
+# e.g. {"RECOMMENDATIONS": {"BATCH_LEASE_S": 3}}: each app's dict is updated, not replaced.
+for _name, _overrides in json.loads(os.environ.get("LOOKALIKE_TEST_SETTINGS", "{}")).items():
+    globals()[_name] = {**globals().get(_name, {}), **_overrides}

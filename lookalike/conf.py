@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
         "attributes": "attributes",
         # A variant's parent product: variants are not recommended themselves.
         "parent": None,
+        # A design group (style code, item group id): its products are one style's colourways. None reads a
+        # design key from the attributes instead (RECOMMENDATIONS["ADAPT_GROUP_ATTRIBUTES"]).
+        "group": None,
     },
     "IMAGE_FIELDS": {
         "product": "product",

@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 MIN_GAIN = 0.01
 MAX_LOSS = 0.02
 VALIDATION_K = 10
+# Loss weights of the label columns: product, category, category + colour, colour (without a category).
+# Category weighs most: on held-out fashion photos it raised same-kind precision without costing colour.
+LABEL_WEIGHTS = (1.0, 3.0, 1.0, 1.0)
 SAME_PRODUCT_K = 5
 
 Progress = Callable[[str], None]
@@ -346,9 +349,12 @@ def run_adaptation(adaptation: Adaptation, *, progress: Progress | None = None) 
             hidden=hidden,
             dimensions=dimensions,
         )
-        columns = [labels.product, labels.category, labels.colour, labels.category_colour]
+        # Colour on its own would pull a red shirt towards red shoes: it is learned with the category where
+        # both are known (category + colour), and alone only for products without a category.
+        colour_only = np.where(labels.category < 0, labels.colour, -1)
+        columns = [labels.product, labels.category, labels.category_colour, colour_only]
         data = adaptation_model.TrainingData(
-            maps=maps, descriptors=descriptors, labels=columns, label_weights=[1.0, 2.0, 1.0, 1.0]
+            maps=maps, descriptors=descriptors, labels=columns, label_weights=LABEL_WEIGHTS
         )
         model = adaptation_model.train(
             model,

@@ -29,6 +29,9 @@ CNN_INPUT_SCALE = 8.0
 
 
 class AdaptedModel(nn.Module):
+    descriptor_mean: torch.Tensor
+    descriptor_std: torch.Tensor
+
     def __init__(
         self,
         trunk: nn.Module,
@@ -43,6 +46,7 @@ class AdaptedModel(nn.Module):
         self.trunk = trunk.eval().requires_grad_(False)
         self.tail = tail
         self.cnn_dimensions = cnn_dimensions
+        self.dimensions = dimensions
         self.project = nn.Sequential(
             nn.Dropout(0.2),
             nn.Linear(cnn_dimensions + descriptor_dimensions, hidden),
@@ -129,7 +133,7 @@ def train(
     train_descriptors = descriptors[torch.from_numpy(rows)]
     model.descriptor_mean.copy_(train_descriptors.mean(0))
     model.descriptor_std.copy_(train_descriptors.std(0) + 1e-3)
-    dimensions = model.project[-1].out_features
+    dimensions = model.dimensions
     labels = [torch.from_numpy(np.asarray(column, dtype=np.int64)) for column in data.labels]
     proxies = nn.ParameterList(
         [
@@ -181,7 +185,7 @@ def train(
             loss.backward()
             optimiser.step()
             schedule.step()
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
         if progress is not None:
             progress(epoch + 1, epochs, loss_value)
     model.eval()
@@ -202,4 +206,4 @@ def embed_rows(
             chunk = rows[start : start + batch_size]
             maps = _batch_maps(data.maps, chunk)
             outputs.append(model.head(maps, descriptors[torch.from_numpy(chunk)]).numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, model.project[-1].out_features), np.float32)
+    return np.concatenate(outputs) if outputs else np.zeros((0, model.dimensions), np.float32)

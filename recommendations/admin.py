@@ -16,12 +16,12 @@ from django.contrib import admin, messages
 from django.db.models import Count, Exists, IntegerField, Model, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from lookalike import catalog
 from recommendations import services
-from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding
+from recommendations.models import Adaptation, EmbeddingSpace, ImageEmbedding, ProductEmbedding
 
 EMBEDDED, FAILED = ImageEmbedding.Status.EMBEDDED, ImageEmbedding.Status.FAILED
 
@@ -48,8 +48,18 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
         "activated_at",
     ]
     list_filter = ["state", "encoder"]
-    readonly_fields = ["encoder", "weights_id", "dimensions", "state", "created_at", "activated_at"]
-    actions = ["activate", "queue_missing_images"]
+    readonly_fields = [
+        "encoder",
+        "weights_id",
+        "recipe_id",
+        "recipe",
+        "base",
+        "dimensions",
+        "state",
+        "created_at",
+        "activated_at",
+    ]
+    actions = ["activate", "queue_missing_images", "adapt_to_catalog"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # spaces come from `manage.py embed_catalog --encoder ... --weights ...`
@@ -123,6 +133,67 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
             # The task that embeds the last missing image of a building space activates it.
             services.queue_image_embedding(missing, space=space, weights=weights)
             _queue_message(request, len(missing))
+
+    @admin.action(
+        description="Adapt to the catalog (learn from its photos and labels; activated only when better)",
+        permissions=["change"],
+    )
+    def adapt_to_catalog(self, request: HttpRequest, queryset: QuerySet[EmbeddingSpace]) -> None:
+        from recommendations import adaptation
+
+        active = queryset.filter(state=EmbeddingSpace.State.ACTIVE).first()
+        if active is None:
+            messages.error(request, "Select the active space: adaptation learns from its catalog.")
+            return
+        run = adaptation.start_adaptation()
+        messages.success(
+            request,
+            f"Queued adaptation {run.pk} for an embedding worker; its report appears under Adaptations.",
+        )
+
+
+@admin.register(Adaptation)
+class AdaptationAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "progress", "message", "created_at", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [
+        "base_space",
+        "space",
+        "status",
+        "progress",
+        "message",
+        "report_table",
+        "options",
+        "created_at",
+        "finished_at",
+    ]
+    exclude = ["report"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs come from the space action or `manage.py adapt_embeddings`
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Held-out products: base vs adapted")
+    def report_table(self, run: Adaptation) -> str:
+        base, adapted = run.report.get("base", {}), run.report.get("adapted", {})
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (name, f"{base.get(name, float('nan')):.3f}", f"{value:.3f}")
+                for name, value in adapted.items()
+            ),
+        )
+        counts = format_html_join(
+            "",
+            "<li>{}: {}</li>",
+            ((name.replace("_", " "), value) for name, value in run.report.items() if isinstance(value, int)),
+        )
+        return format_html(
+            "<table><tr><th>metric</th><th>base</th><th>adapted</th></tr>{}</table><ul>{}</ul>", rows, counts
+        )
 
 
 @admin.register(ImageEmbedding)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lookalike.catalog import product_model
+from recommendations import cache
 from recommendations.conf import app_setting
+from recommendations.matching import SIMILAR
 from recommendations.ratelimit import AddressRateThrottle, Busy, concurrency_slot
 from recommendations.selectors import (
     NO_ACTIVE_SPACE,
@@ -45,21 +49,28 @@ def _error(code: int, detail: str, errors: dict[str, Any] | None = None) -> Resp
     return Response(body, status=code)
 
 
-def _answer(request: Request, result: SimilarProducts, *, product_id: int | None) -> Response:
+def _answer(
+    request: Request, result: SimilarProducts, *, product_id: int | None, match: str = SIMILAR
+) -> Response:
+    return Response(_answer_data(request, result, product_id=product_id, match=match))
+
+
+def _answer_data(
+    request: Request, result: SimilarProducts, *, product_id: int | None, match: str = SIMILAR
+) -> dict[str, Any]:
     cards = product_cards(result.items)
     space = result.space
-    return Response(
-        {
-            "product": product_id,
-            "source": result.source,
-            "reason": result.reason,
-            "space": {"id": space.pk, "encoder": space.encoder, "dimensions": space.dimensions}
-            if space
-            else None,
-            "count": len(cards),
-            "results": [_card_data(card, request) for card in cards],
-        }
-    )
+    return {
+        "product": product_id,
+        "source": result.source,
+        "reason": result.reason,
+        "space": (
+            {"id": space.pk, "encoder": space.encoder, "dimensions": space.dimensions} if space else None
+        ),
+        "match": match,
+        "count": len(cards),
+        "results": [_card_data(card, request) for card in cards],
+    }
 
 
 def _card_data(card: ProductCard, request: Request) -> dict[str, Any]:
@@ -77,6 +88,7 @@ def _card_data(card: ProductCard, request: Request) -> dict[str, Any]:
         "category": card.category_id,
         "store": card.store_id,
         "score": round(float(card.score), 6),
+        "match": card.match,
     }
 
 
@@ -118,7 +130,8 @@ class SimilarProductsView(APIView):
         description=(
             "Visually similar products, best first, with cosine similarity scores. Excludes the product "
             "itself and products showing one of its photos. A product without an embedding yet answers 200 "
-            "with an empty list and a `reason`."
+            "with an empty list and a `reason`. `match=colourways` asks for the same style in other "
+            "colours; each result's `match` says in a word why it matched."
         ),
         tags=["similar items"],
         parameters=[SimilarQuerySerializer],
@@ -129,10 +142,24 @@ class SimilarProductsView(APIView):
             429: OpenApiResponse(ErrorSerializer, description="More requests than SIMILAR_RATE allows."),
         },
     )
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: Request, pk: int) -> HttpResponseBase:
         query = SimilarQuerySerializer(data=request.query_params)
-        if not query.is_valid():
-            return _error(status.HTTP_400_BAD_REQUEST, "Invalid parameters.", query.errors)
+        # Without parameters (the widget's call, most of the traffic) a cache hit needs no validation.
+        params: tuple[Any, ...] = ()
+        if request.query_params:
+            if not query.is_valid():
+                return _error(status.HTTP_400_BAD_REQUEST, "Invalid parameters.", query.errors)
+            params = tuple(sorted(query.validated_data.items()))
+        if not isinstance(request.accepted_renderer, JSONRenderer):  # the browsable API: not cached
+            return Response(self.similar(request, pk, query))
+        # The rendered JSON, per product and parameters, until the catalog changes (recommendations.cache).
+        # The image URLs in it are absolute: the host is part of the key.
+        key = cache.entry_key("similar-api", pk, params, request.build_absolute_uri("/"))
+        body = cache.cached(key, lambda: JSONRenderer().render(self.similar(request, pk, query)))
+        return HttpResponse(body, content_type="application/json")
+
+    def similar(self, request: Request, pk: int, query: SimilarQuerySerializer) -> dict[str, Any]:
+        query.is_valid(raise_exception=True)  # validated already, unless it had no parameters
         products = product_model()._default_manager.all()
         # The product row itself is only needed for "same category"; otherwise its id is enough, and an
         # unknown id shows as "no vector", checked below (one query less on every product page).
@@ -142,10 +169,12 @@ class SimilarProductsView(APIView):
             limit=query.validated_data.get("limit"),
             filters=query.product_filter(product),
             diversity=query.validated_data["diversity"],
+            match=query.validated_data["match"],
+            explain=True,
         )
         if result.source == NONE and product is None:
             get_object_or_404(products, pk=pk)
-        return _answer(request, result, product_id=pk)
+        return _answer_data(request, result, product_id=pk, match=query.validated_data["match"])
 
 
 class ImageSearchView(APIView):

@@ -23,6 +23,13 @@ DEFAULTS: dict[str, Any] = {
     "GPU_DECODE": True,
     # Catalog images whose header declares more pixels are marked failed before any decoding.
     "MAX_IMAGE_PIXELS": 50_000_000,
+    # A worker renews the lease of the batch it embeds every third of this; a batch whose lease has run out
+    # (its worker died) is queued again by the sweeper, recommendations.requeue_expired_batches (beat).
+    "BATCH_LEASE_S": 60,
+    # A batch whose workers died this many times (an image that crashes the decoder?) is marked failed.
+    "BATCH_MAX_ATTEMPTS": 3,
+    # Batches done longer ago than this are deleted by the sweeper (failed ones are kept for the admin).
+    "BATCH_KEEP_S": 24 * 3600,
     # While a new embedding space is being filled, how often it is checked for completeness (then activated).
     "REEMBED_POLL_S": 30,
     # A product's query vector: "primary" (its first image) or "mean" (mean of its images).
@@ -45,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "ADAPT_COLOUR_ATTRIBUTES": ["colour", "color", "basecolour", "base_colour", "colour_name", "color_name"],
     "ADAPT_GROUP_ATTRIBUTES": ["design", "design_code", "style", "style_code", "item_group_id", "group"],
     "SIMILAR_LIMIT": 8,
+    # Similar-items answers (API JSON, widget HTML) are cached per product until the catalog changes, and
+    # at most this long (changes that send no signal: QuerySet.update(), deletions). 0: no cache.
+    "SIMILAR_CACHE_S": 60,
     "SIMILAR_IN_STOCK_ONLY": True,
     "HNSW_EF_SEARCH": 100,
     "HNSW_MAX_SCAN_TUPLES": 20000,

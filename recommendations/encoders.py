@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -412,7 +412,7 @@ class _Pool(nn.Module):
 
 
 class _Lite0Trunk(nn.Module):
-    def __init__(self, model: nn.Module, blocks: int) -> None:
+    def __init__(self, model: Any, blocks: int) -> None:
         super().__init__()
         self.stem = nn.Sequential(model._conv_stem, model._bn0, model._swish)
         self.blocks = nn.ModuleList(model._blocks[:blocks])
@@ -425,7 +425,7 @@ class _Lite0Trunk(nn.Module):
 
 
 class _Lite0Tail(nn.Module):
-    def __init__(self, model: nn.Module, blocks: int) -> None:
+    def __init__(self, model: Any, blocks: int) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(model._blocks[blocks:])
         self.head = nn.Sequential(model._conv_head, model._bn1, model._swish, _Pool())
@@ -443,7 +443,7 @@ def split_backbone(encoder: Encoder) -> tuple[nn.Module, nn.Module]:
     specific features, and at 7x7 or 14x14 resolution they train on a CPU in minutes, while the trunk's
     outputs are computed once and cached.
     """
-    model = copy.deepcopy(getattr(encoder, "model"))  # noqa: B009 - TorchEncoder's model
+    model: Any = copy.deepcopy(getattr(encoder, "model"))  # noqa: B009 - TorchEncoder's model
     key = encoder.key
     if key == "efficientnet_lite0":
         split = 11  # 5 of 16 blocks (the 192 and 320 channel stages) plus the head

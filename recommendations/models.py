@@ -244,3 +244,53 @@ class ShownProduct(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product_id} shown on {self.page}"
+
+
+class EmbeddingBatch(models.Model):
+    """One queued ``embed_images`` task and the lease of the worker running it (``recommendations.leases``).
+
+    A worker that dies mid-batch stops renewing its lease; the sweeper (``requeue_expired_batches``, run by
+    Celery beat) queues the batch again once the lease has expired, and the first run to finish marks it
+    done, so a late redelivery of the original message finds nothing to do.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"  # its workers died BATCH_MAX_ATTEMPTS times
+
+    image_ids = ArrayField(models.BigIntegerField())
+    # None: every live space at the time the batch runs.
+    space = models.ForeignKey(
+        EmbeddingSpace, null=True, blank=True, related_name="+", on_delete=models.CASCADE
+    )
+    weights = models.CharField(max_length=500, blank=True)
+    force = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "embedding batches"
+        indexes = [
+            # The sweeper's query. Batches waiting in the queue for the first time, and finished ones, have
+            # no lease: only running and requeued batches are in this index.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=models.Q(lease_expires_at__isnull=False),
+                name="embeddingbatch_lease",
+            ),
+            # Finished batches are deleted by the sweeper after BATCH_KEEP_S.
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(status="done"),
+                name="embeddingbatch_done",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"embedding batch {self.pk} ({len(self.image_ids)} images, {self.status})"

@@ -18,6 +18,7 @@ import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
+from recommendations import cache
 from recommendations.conf import app_setting
 from recommendations.models import EmbeddingSpace, ProductNeighbours
 from recommendations.selectors import active_space, load_space_vectors
@@ -218,6 +219,7 @@ def compute_neighbours(
     written = store_neighbours(
         space=space, product_ids=data.product_ids, indices=indices, scores=scores, computed_at=computed_at
     )
+    cache.bump_catalog_version()  # cached answers were made from the previous neighbours
     return NeighboursReport(
         space_id=int(space.pk),
         products=len(data.product_ids),

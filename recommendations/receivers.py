@@ -1,4 +1,4 @@
-"""Signal receivers: they only queue work, after the transaction commits.
+"""Signal receivers: they only queue work, or mark cached answers stale, after the transaction commits.
 
 Connected to whatever image model the catalog uses (``lookalike.catalog``), so the catalog app never
 imports this one. An image is queued for embedding when it is created with a file, or when its file, its
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 
 from lookalike import catalog
-from recommendations import services
+from recommendations import cache, services
+from recommendations.models import EmbeddingSpace
 
 _BEFORE_SAVE = "_recommendations_embedding_source"
 _UNKNOWN = object()
@@ -55,6 +57,16 @@ def queue_embedding(sender: Any, instance: Any, created: bool, raw: bool = False
     services.queue_image_embedding([instance.pk])
 
 
+def catalog_changed(sender: Any, raw: bool = False, **kwargs: Any) -> None:
+    """A product (title, price, stock), an image or the active space changed: cached similar items are
+    stale (one Redis INCR per saved row, after the commit)."""
+    if not raw:
+        transaction.on_commit(cache.bump_catalog_version)
+
+
 _model = catalog.image_model()
 pre_save.connect(remember_source, sender=_model, dispatch_uid="recommendations.remember_source")
 post_save.connect(queue_embedding, sender=_model, dispatch_uid="recommendations.queue_embedding")
+for _sender in (catalog.product_model(), _model, EmbeddingSpace):
+    uid = f"recommendations.stale.{_sender._meta.label}"
+    post_save.connect(catalog_changed, sender=_sender, dispatch_uid=uid)

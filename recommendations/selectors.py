@@ -129,6 +129,7 @@ class ProductFilter:
 class ScoredProduct:
     product: Any
     score: float  # cosine similarity, 1 = identical
+    match: str = ""  # why it matched, in a word (recommendations.matching): "same colour", ...
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,7 @@ class ProductCard:
     brand: str
     category_id: int | None
     store_id: int | None
+    match: str = ""  # "same colour", "same pattern", "same kind" or "" (recommendations.matching)
 
 
 def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
@@ -388,6 +390,7 @@ def product_cards(items: Sequence[ScoredProduct]) -> list[ProductCard]:
                 brand=str(catalog.role_value(product, "brand", "") or ""),
                 category_id=catalog.role_id(product, "category"),
                 store_id=catalog.role_id(product, "store"),
+                match=item.match,
             )
         )
     return cards
@@ -579,30 +582,17 @@ def _drop_shared_photos(rows: Iterable[tuple[int, float, list[str]]]) -> list[tu
     return kept
 
 
-def search_near_vector(
+def nearest_product_rows(
     *,
     vector: np.ndarray,
-    limit: int | None = None,
-    filters: ProductFilter | None = None,
-    space: EmbeddingSpace | None = None,
-    diversity: float = 0.0,
+    fetch: int,
+    filters: ProductFilter,
+    space: EmbeddingSpace,
     exclude_sha256s: Sequence[str] = (),
     exact: bool = False,
-) -> SimilarProducts:
-    """The products nearest (cosine) to ``vector``, best first, one per product; see the module docstring.
-
-    ``diversity`` (0..1) re-ranks an over-fetched candidate list with MMR; ``exclude_sha256s`` drops products
-    showing any of these photos; ``exact`` skips the index (the ground truth the index is measured against).
-    """
-    space = space or active_space()
-    if space is None:
-        return SimilarProducts(items=[], source=NONE, reason=NO_ACTIVE_SPACE)
-    if not 0.0 <= diversity <= 1.0:
-        raise ValueError(f"diversity must be between 0 and 1, got {diversity}")
-    limit = _limit(limit)
-    filters = filters or ProductFilter()
-    wanted = limit * int(app_setting("MMR_CANDIDATES")) if diversity > 0 else limit
-    fetch = wanted + SHARED_PHOTO_MARGIN
+) -> tuple[list[tuple[int, float, list[str]]], bool]:
+    """The ``fetch`` nearest products passing ``filters`` as (product_id, cosine distance, image digests),
+    nearest first, and whether the exact scan answered them (see the module docstring)."""
     candidates: models.QuerySet | None = None
     expected = fetch
     if not exact and filters.narrows_beyond_stock:
@@ -626,7 +616,40 @@ def search_near_vector(
         # smaller than the request): the exact scan gives everything there is.
         exact = True
         rows = _nearest_rows(candidates, space=space, vector=vector, fetch=fetch, exact=True)
+    return rows, exact
 
+
+def search_near_vector(
+    *,
+    vector: np.ndarray,
+    limit: int | None = None,
+    filters: ProductFilter | None = None,
+    space: EmbeddingSpace | None = None,
+    diversity: float = 0.0,
+    exclude_sha256s: Sequence[str] = (),
+    exact: bool = False,
+) -> SimilarProducts:
+    """The products nearest (cosine) to ``vector``, best first, one per product; see the module docstring.
+
+    ``diversity`` (0..1) re-ranks an over-fetched candidate list with MMR; ``exclude_sha256s`` drops products
+    showing any of these photos; ``exact`` skips the index (the ground truth the index is measured against).
+    """
+    space = space or active_space()
+    if space is None:
+        return SimilarProducts(items=[], source=NONE, reason=NO_ACTIVE_SPACE)
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must be between 0 and 1, got {diversity}")
+    limit = _limit(limit)
+    filters = filters or ProductFilter()
+    wanted = limit * int(app_setting("MMR_CANDIDATES")) if diversity > 0 else limit
+    rows, exact = nearest_product_rows(
+        vector=vector,
+        fetch=wanted + SHARED_PHOTO_MARGIN,
+        filters=filters,
+        space=space,
+        exclude_sha256s=exclude_sha256s,
+        exact=exact,
+    )
     kept = _drop_shared_photos(rows)
     if diversity > 0 and len(kept) > 1:
         from recommendations.ranking import mmr  # torch: imported only when someone asks for diversity
@@ -688,14 +711,34 @@ def _precomputed_neighbours(
 
 
 def find_similar_products(
-    *, product: Any, limit: int | None = None, filters: ProductFilter | None = None, diversity: float = 0.0
+    *,
+    product: Any,
+    limit: int | None = None,
+    filters: ProductFilter | None = None,
+    diversity: float = 0.0,
+    match: str = "similar",
+    explain: bool = False,
 ) -> SimilarProducts:
     """Products that look like ``product`` (a product or its primary key): not itself, not products showing
     one of its photos.
 
     Precomputed neighbours answer when they are fresh, ``filters`` ask for nothing beyond "in stock" and
-    ``diversity`` is 0; otherwise the live query does (see the module docstring).
+    ``diversity`` is 0; otherwise the live query does (see the module docstring). ``match="colourways"``
+    asks for the same style in other colours instead, and ``explain`` labels each item with why it matched
+    (both in ``recommendations.matching``).
     """
+    if match != "similar" or explain:
+        from recommendations import matching
+
+        return matching.find_matches(
+            product=product, limit=limit, filters=filters, diversity=diversity, match=match, explain=explain
+        )
+    return _find_similar(product=product, limit=limit, filters=filters, diversity=diversity)
+
+
+def _find_similar(
+    *, product: Any, limit: int | None = None, filters: ProductFilter | None = None, diversity: float = 0.0
+) -> SimilarProducts:
     product_id = int(getattr(product, "pk", product))
     space, embedding, stored_neighbours = _space_embedding_and_neighbours(product_id)
     if space is None:

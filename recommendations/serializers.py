@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from lookalike.catalog import role_id
 from recommendations.conf import app_setting
+from recommendations.matching import MATCH_MODES, SAME_COLOUR, SAME_KIND, SAME_PATTERN, SIMILAR
 from recommendations.selectors import ProductCard, ProductFilter
 
 MAX_LIMIT = 100
@@ -59,6 +60,13 @@ class SimilarQuerySerializer(serializers.Serializer):
         required=False,
         default=0.0,
         help_text="0 = pure similarity; up to 1 trades similarity for variety (MMR re-ranking).",
+    )
+    match = serializers.ChoiceField(
+        choices=MATCH_MODES,
+        required=False,
+        default=SIMILAR,
+        help_text="`similar` (default): similar in colour and kind. `colourways`: the same style in other "
+        "colours (needs the combined or adapted recipe to tell colours apart; see docs/similar-items.md).",
     )
 
     allow_same = True
@@ -113,6 +121,7 @@ class ImageSearchSerializer(SimilarQuerySerializer):
     )
 
     allow_same = False  # there is no product to take "same" from
+    match = None  # "other colours" is asked of a product, not of a photo
 
     class Meta:
         ref_name = "ImageSearchForm"
@@ -138,6 +147,10 @@ class SimilarProductSerializer(serializers.Serializer):
     category = serializers.IntegerField(source="category_id", allow_null=True)
     store = serializers.IntegerField(source="store_id", allow_null=True)
     score = serializers.FloatField(help_text="Cosine similarity to the query (1 = identical).")
+    match = serializers.ChoiceField(
+        choices=["", SAME_COLOUR, SAME_PATTERN, SAME_KIND],
+        help_text="Why it matched, in a word (empty when no word helps).",
+    )
 
     def get_image_url(self, card: ProductCard) -> str | None:
         request = self.context.get("request")
@@ -160,6 +173,7 @@ class SimilarProductsSerializer(serializers.Serializer):
         allow_blank=True, help_text="Why the list is empty when it could not be computed."
     )
     space = EmbeddingSpaceSerializer(allow_null=True)
+    match = serializers.ChoiceField(choices=MATCH_MODES, help_text="The match mode that answered.")
     count = serializers.IntegerField()
     results = SimilarProductSerializer(many=True)
 

@@ -96,9 +96,9 @@ def live_spaces() -> list[EmbeddingSpace]:
 _weights_by_space: dict[tuple[str, str], str] = {}
 
 
-def configured_recipe() -> dict[str, Any]:
-    """The recipe new spaces are made with: RECOMMENDATIONS['RECIPE'] ("combined" or "cnn")."""
-    if app_setting("RECIPE") == recipes.CNN:
+def configured_recipe(name: str | None = None) -> dict[str, Any]:
+    """The recipe new spaces are made with: ``name`` or RECOMMENDATIONS['RECIPE'] ("combined" or "cnn")."""
+    if (name or app_setting("RECIPE")) == recipes.CNN:
         return {}
     return recipes.combined_recipe(app_setting("RECIPE_WEIGHTS"))
 
@@ -129,10 +129,11 @@ def get_or_create_space(
     return space
 
 
-def prepare_space(encoder_key: str, weights: str) -> EmbeddingSpace:
-    """The space to fill for this encoder and weights: a retired one is building again, and with no active
-    space at all it is activated at once (a first space has no older results to stay consistent with)."""
-    space = get_or_create_space(encoder_key, weights)
+def prepare_space(encoder_key: str, weights: str, *, recipe: dict[str, Any] | None = None) -> EmbeddingSpace:
+    """The space to fill for this encoder, weights and recipe (None: the configured one): a retired one is
+    building again, and with no active space at all it is activated at once (a first space has no older
+    results to stay consistent with)."""
+    space = get_or_create_space(encoder_key, weights, recipe=recipe)
     if space.state == EmbeddingSpace.State.RETIRED:
         EmbeddingSpace.objects.filter(pk=space.pk).update(state=EmbeddingSpace.State.BUILDING)
         space.state = EmbeddingSpace.State.BUILDING
@@ -320,6 +321,7 @@ def queue_image_embedding(
 
 
 def _send_pending() -> None:
+    from recommendations.models import EmbeddingBatch
     from recommendations.tasks import embed_images_task
 
     pending: dict[tuple[int | None, str | None, bool], list[int]] = getattr(_pending, "ids", {})
@@ -327,9 +329,19 @@ def _send_pending() -> None:
     chunk_size = int(app_setting("TASK_CHUNK_SIZE"))
     for (space_id, weights, force), ids in pending.items():
         unique_ids = sorted(set(ids))
-        for start in range(0, len(unique_ids), chunk_size):
+        # One row per task: the lease that gets the batch embedded again if its worker dies (leases.py).
+        batches = EmbeddingBatch.objects.bulk_create(
+            EmbeddingBatch(
+                image_ids=unique_ids[start : start + chunk_size],
+                space_id=space_id,
+                weights=weights or "",
+                force=force,
+            )
+            for start in range(0, len(unique_ids), chunk_size)
+        )
+        for batch in batches:
             embed_images_task.delay(
-                unique_ids[start : start + chunk_size], space_id=space_id, weights=weights, force=force
+                batch.image_ids, space_id=space_id, weights=weights, force=force, batch_id=batch.pk
             )
 
 
@@ -370,6 +382,7 @@ def start_reembedding(
     *,
     store_id: int | None = None,
     limit: int | None = None,
+    recipe: dict[str, Any] | None = None,
 ) -> EmbeddingSpace:
     """Embed the catalog with ``encoder_key``/``weights`` (default: the settings) in the background.
 
@@ -380,7 +393,7 @@ def start_reembedding(
 
     encoder_key = encoder_key or app_setting("ENCODER")
     weights = str(weights or app_setting("WEIGHTS"))
-    space = prepare_space(encoder_key, weights)
+    space = prepare_space(encoder_key, weights, recipe=recipe)
     transaction.on_commit(
         lambda: embed_catalog_task.delay(space_id=space.pk, store_id=store_id, limit=limit, weights=weights)
     )

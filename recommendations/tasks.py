@@ -11,7 +11,7 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from recommendations import interactions, services
+from recommendations import cache, interactions, leases, services
 from recommendations.conf import app_setting
 from recommendations.models import EmbeddingSpace
 
@@ -30,15 +30,34 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, OSError)
     max_retries=5,
 )
 def embed_images_task(
-    image_ids: list[int], space_id: int | None = None, weights: str | None = None, force: bool = False
-) -> dict[str, Any]:
-    """Embed these images into one space (space_id) or every live one (None); a second run skips them all."""
-    space = None
-    if space_id is not None:
-        space = EmbeddingSpace.objects.filter(pk=space_id).first()
-        if space is None:  # deleted since the task was queued
-            return services.EmbedReport(unavailable=len(image_ids)).as_dict()
-    return services.embed_images(image_ids, space=space, weights=weights, force=force).as_dict()
+    image_ids: list[int],
+    space_id: int | None = None,
+    weights: str | None = None,
+    force: bool = False,
+    batch_id: int | None = None,
+) -> dict[str, Any] | None:
+    """Embed these images into one space (space_id) or every live one (None); a second run skips them all.
+
+    With ``batch_id``, under that batch's lease: None when it is done or another worker holds it.
+    """
+    with leases.held_batch(batch_id) as ours:
+        if not ours:
+            return None
+        space = None
+        if space_id is not None:
+            space = EmbeddingSpace.objects.filter(pk=space_id).first()
+            if space is None:  # deleted since the task was queued
+                return services.EmbedReport(unavailable=len(image_ids)).as_dict()
+        report = services.embed_images(image_ids, space=space, weights=weights, force=force)
+        if report.embedded or report.failed:
+            cache.bump_catalog_version()  # new vectors change other products' similar items
+        return report.as_dict()
+
+
+@shared_task(name="recommendations.requeue_expired_batches")
+def requeue_expired_batches_task() -> int:
+    """The sweeper (Celery beat): queue again the embedding batches whose worker died."""
+    return leases.requeue_expired_batches()
 
 
 @shared_task(

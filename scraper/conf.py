@@ -65,8 +65,10 @@ DEFAULTS: dict[str, Any] = {
     # --- Politeness, per domain and shared by every worker through Redis (REDIS_URL)
     "DOMAIN_MIN_INTERVAL_S": 0.5,  # between the starts of two requests to one domain
     "DOMAIN_MAX_CONCURRENCY": 2,  # requests to one domain in flight at once
-    # How long a worker that died mid-request holds its slot; must exceed the longest request.
-    "THROTTLE_LEASE_S": 600.0,
+    # How long a worker that died mid-request holds its slot; must exceed the longest request. A slot is
+    # held for one attempt, which TOTAL_TIMEOUT_S bounds: None = TOTAL_TIMEOUT_S + 15 s, so a dead worker
+    # does not keep a domain waiting much longer than a live one could.
+    "THROTTLE_LEASE_S": None,
     # False: no Redis; the throttle and the robots.txt cache hold per process only (one worker).
     "SHARED_STATE": True,
     # The Redis/Valkey holding that shared state. None: settings.REDIS_URL, else CELERY_BROKER_URL.
@@ -87,8 +89,10 @@ DEFAULTS: dict[str, Any] = {
     # A retryable image failure (timeout, 5xx, 429) is tried again by a later task this many times.
     "IMAGE_TASK_RETRIES": 3,
     "IMPORT_TASK_RETRIES": 3,
-    # A running job whose counters have not moved for this long can be cancelled at once from the admin.
-    "STALE_JOB_S": 15 * 60,
+    # The lease of a running import job (scraper.leases): its worker renews the heartbeat every third of
+    # this; a job silent longer is started over by the sweeper (scraper.requeue_stale_jobs, Celery beat),
+    # and can be cancelled at once from the admin.
+    "STALE_JOB_S": 60,
     # --- How records reach the catalog (LOOKALIKE names the models and fields): an import path to a
     # ``scraper.catalog.CatalogWriter`` subclass. django-oscar: "lookalike.oscar.OscarWriter".
     "CATALOG_WRITER": "scraper.catalog.CatalogWriter",
@@ -164,7 +168,7 @@ def domain_throttle() -> DomainThrottle | LocalThrottle:
         _redis_client(redis_url()),
         min_interval_s=float(app_setting("DOMAIN_MIN_INTERVAL_S")),
         max_concurrency=int(app_setting("DOMAIN_MAX_CONCURRENCY")),
-        lease_s=float(app_setting("THROTTLE_LEASE_S")),
+        lease_s=float(app_setting("THROTTLE_LEASE_S") or float(app_setting("TOTAL_TIMEOUT_S")) + 15.0),
         key_prefix=f"{redis_key_prefix()}:throttle",
     )
 

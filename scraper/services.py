@@ -32,6 +32,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from lookalike.catalog import store_value
+from scraper import leases
 from scraper.catalog import CatalogWriter, ImageWork, Outcome, catalog_writer, sha256_hex
 from scraper.conf import app_setting, build_client
 from scraper.downloads import DownloadOutcome, download_images
@@ -148,17 +149,27 @@ def run_import(
         return started or ImportJob.objects.get(pk=job.pk)
     run = _ImportRun(started, images=images, on_progress=on_progress)
     try:
-        with build_client() as client, contextlib.ExitStack() as resources:
+        with (
+            leases.heartbeat(started.pk, run.token),
+            build_client() as client,
+            contextlib.ExitStack() as resources,
+        ):
             run.client = client
             source = open_source(started, client=client, limits=run.limits, resources=resources)
             run.consume(source.iter_records())
             run.source_read(full_sync=started.full_sync)
     except ImportCancelled:
         run.stop()
+    except leases.LeaseLost:
+        logger.warning("import job %s was taken over by another worker; this run stops", started.pk)
+        return ImportJob.objects.get(pk=started.pk)
     except FetchError as error:
         if can_retry_later and error.retryable and run.nothing_done:
             countdown_s = float(getattr(error, "retry_after_s", None) or 60.0)
-            run.requeue(f"{error.url or 'the source'}: {error.reason}; trying again in {countdown_s:.0f} s")
+            run.requeue(
+                f"{error.url or 'the source'}: {error.reason}; trying again in {countdown_s:.0f} s",
+                countdown_s=countdown_s,
+            )
             raise RetryLater(error.reason, countdown_s=countdown_s) from None
         run.fail_source(Failure.from_fetch_error(error, error.url or started.source_url))
     except FeedError as error:
@@ -214,7 +225,7 @@ def retry_failed_rows(
         job.save()
     run = _ImportRun(job, images=images, on_progress=on_progress)
     try:
-        with build_client() as client:
+        with leases.heartbeat(job.pk, run.token), build_client() as client:
             run.client = client
             for source in _retry_sources(job, other_errors, client=client, limits=run.limits):
                 run.consume(source.iter_records())
@@ -222,6 +233,8 @@ def retry_failed_rows(
             run.retry_read()
     except ImportCancelled:
         run.stop()
+    except leases.LeaseLost:
+        return ImportJob.objects.get(pk=job.pk)
     except (FetchError, FeedError) as error:
         run.fail_source(
             Failure(source_ref=job.source_label, reason=getattr(error, "reason", str(error)), stage="fetch")
@@ -516,6 +529,7 @@ class _ImportRun:
         self, job: ImportJob, *, images: ImageMode, on_progress: Callable[[ImportJob], None] | None
     ) -> None:
         self.job = job
+        self.token = leases.run_token(job)
         self.images = images
         self.on_progress = on_progress
         self.writer = catalog_writer(store=job.store)
@@ -759,7 +773,7 @@ class _ImportRun:
         job_id = self.job.pk
         for start in range(0, len(work), chunk_size):
             items = [item.as_list() for item in work[start : start + chunk_size]]
-            transaction.on_commit(partial(fetch_images_task.delay, job_id, items))
+            transaction.on_commit(partial(fetch_images_task.delay, job_id, items, 0, self.token))
 
     def _download(self, work: list[ImageWork]) -> None:
         if not work:
@@ -799,11 +813,13 @@ class _ImportRun:
         extra: dict[str, Any] = {}
         if self.warnings_changed:
             extra["warnings"], self.warnings_changed = list(self.warnings), False
-        ImportJob.objects.filter(pk=self.job.pk).update(
+        owned = ImportJob.objects.filter(**leases.this_run(self.job.pk, self.token)).update(
             **{name: F(name) + count for name, count in delta.items() if count},
             **extra,
             heartbeat_at=timezone.now(),
         )
+        if not owned:
+            raise leases.LeaseLost()
         self.job.refresh_from_db(fields=[*COUNTERS, "cancel_requested", "status"])
         cancelled = self.job.cancel_requested
         if self.on_progress is not None:
@@ -864,8 +880,12 @@ class _ImportRun:
             self.flush()
         self._finish_walk(source_complete=False)
 
-    def requeue(self, message: str) -> None:
-        ImportJob.objects.filter(pk=self.job.pk).update(status=ImportJob.Status.QUEUED, message=message)
+    def requeue(self, message: str, *, countdown_s: float) -> None:
+        # The heartbeat set to when the retry is due: the sweeper leaves the job alone until then.
+        back_at = timezone.now() + timedelta(seconds=countdown_s)
+        ImportJob.objects.filter(pk=self.job.pk).update(
+            status=ImportJob.Status.QUEUED, message=message, heartbeat_at=back_at
+        )
 
     def note_guessed_currency(self) -> None:
         if self.guessed_currency:
@@ -881,7 +901,7 @@ class _ImportRun:
         self.note_guessed_currency()
         with contextlib.suppress(ImportCancelled):
             self._save_progress()
-        ImportJob.objects.filter(pk=self.job.pk).update(
+        ImportJob.objects.filter(**leases.this_run(self.job.pk, self.token)).update(
             source_complete=source_complete, message=self.job.message, walk_finished_at=timezone.now()
         )
 
@@ -889,15 +909,20 @@ class _ImportRun:
 # --- Image download tasks ----------------------------------------------------------------------------
 
 
-def fetch_images(*, job_id: int, work: list[ImageWork], attempt: int = 0) -> DownloadOutcome | None:
+def fetch_images(
+    *, job_id: int, work: list[ImageWork], attempt: int = 0, run: str = ""
+) -> DownloadOutcome | None:
     """The body of ``scraper.fetch_images``: download a chunk for a job, count it, finish the job when
-    it was the last. Returns ``None`` when the job is gone or cancelled (nothing is done then)."""
+    it was the last. Returns ``None`` when the job is gone or cancelled, or when ``run`` (the run that
+    queued the chunk, ``leases.run_token``) is not the job's current run (nothing is done then)."""
     job = ImportJob.objects.select_related("store").filter(pk=job_id).first()
     if job is None or job.cancel_requested or job.status == ImportJob.Status.CANCELLED:
         return None
+    if run and leases.run_token(job) != run:
+        return None  # the job was started over: the new run queues what is still missing
     writer = catalog_writer(store=job.store)
     retry_later = attempt < int(app_setting("IMAGE_TASK_RETRIES"))
-    with build_client() as client:
+    with leases.heartbeat(job_id, run), build_client() as client:
         outcome = download_images(
             writer, client, work, retry_later=retry_later, threads=int(app_setting("DOWNLOAD_THREADS"))
         )
@@ -917,7 +942,7 @@ def fetch_images(*, job_id: int, work: list[ImageWork], attempt: int = 0) -> Dow
         ]
     )
     if outcome.counts:
-        ImportJob.objects.filter(pk=job_id).update(
+        ImportJob.objects.filter(**leases.this_run(job_id, run)).update(
             **{name: F(name) + count for name, count in outcome.counts.items()}, heartbeat_at=timezone.now()
         )
     finish_if_done(job_id)

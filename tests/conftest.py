@@ -69,16 +69,23 @@ REQUEST_FIXTURES = {"client", "admin_client", "live_server", "async_client", "db
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits(request) -> None:
     """All of a run's requests come from 127.0.0.1: each test that may send some (it uses the database or a
-    client) starts with no requests counted against the per-address rate limits and no failed logins."""
+    client) starts with no requests counted against the per-address rate limits and no failed logins.
+
+    It also starts with the storefront's cached listings stale: their keys (category and page) are the same
+    in every test, and only a committed save makes them stale, which a test in a rolled-back transaction
+    never does, so a listing of an earlier test's catalog would be served."""
     if not (REQUEST_FIXTURES & set(request.fixturenames) or request.node.get_closest_marker("django_db")):
         return
     from django.core.cache import cache
+
+    from shop import storefront_cache
 
     valkey = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
     for pattern in ("rl:*", "login-failures:*"):
         keys = list(valkey.scan_iter(match=cache.make_key(pattern), count=1000))
         if keys:
             valkey.delete(*keys)
+    storefront_cache.bump_version()
 
 
 @pytest.fixture(scope="session")

@@ -84,3 +84,63 @@ def test_unusable_data_directory_gives_a_clear_error(tmp_path):
     )
     assert result.returncode != 0
     assert "is not empty but holds no PostgreSQL cluster" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_restarted_server_keeps_its_port_so_running_clients_reconnect(tmp_path):
+    var_dir = tmp_path / "var"
+    run_embedded(var_dir, "start")
+    postgres = json.loads((var_dir / "postgres.json").read_text())
+    valkey = json.loads((var_dir / "valkey.json").read_text())
+    broker = redis.Redis(host=valkey["host"], port=valkey["port"])
+    assert broker.set("survives", "no") and broker.ping()
+
+    try:
+        run_embedded(var_dir, "stop")
+        with pytest.raises(redis.ConnectionError):
+            broker.ping()
+        run_embedded(var_dir, "start")
+        restarted_postgres = json.loads((var_dir / "postgres.json").read_text())
+        restarted_valkey = json.loads((var_dir / "valkey.json").read_text())
+        assert restarted_postgres["pid"] != postgres["pid"] and restarted_valkey["pid"] != valkey["pid"]
+        assert restarted_postgres["port"] == postgres["port"]
+        assert restarted_valkey["port"] == valkey["port"]
+
+        # The client made before the restart, with the address it had, works again without being rebuilt.
+        assert broker.ping()
+        with psycopg.connect(
+            host=postgres["host"], port=postgres["port"], user="postgres", dbname="lookalike"
+        ) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+
+        # A server that died without `stop` (its state file left behind) comes back on its port too.
+        os.kill(restarted_valkey["pid"], 9)
+        run_embedded(var_dir, "start")
+        assert json.loads((var_dir / "valkey.json").read_text())["port"] == valkey["port"]
+        assert broker.ping()
+    finally:
+        run_embedded(var_dir, "stop")
+
+
+def test_a_taken_port_moves_the_server_to_a_new_one(tmp_path):
+    import socket
+
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        (var_dir / "valkey.port").write_text(str(taken))
+        env = {**os.environ, "LOOKALIKE_VAR_DIR": str(var_dir)}
+        code = "from config import embedded; print(embedded.ensure_valkey().port)"
+        try:
+            result = subprocess.run(
+                [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            )
+            assert result.returncode == 0, result.stderr
+            assert int(result.stdout) != taken
+            assert "is taken by another program" in result.stderr
+            assert int((var_dir / "valkey.port").read_text()) == int(result.stdout)
+        finally:
+            run_embedded(var_dir, "stop")

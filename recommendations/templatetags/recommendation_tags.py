@@ -5,31 +5,55 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
-from recommendations import selectors
+from recommendations import cache, matching, selectors
 from recommendations.conf import app_setting
 
 register = template.Library()
 
 
-@register.inclusion_tag("recommendations/similar_products.html")
+@register.simple_tag
 def similar_products(
-    product: Any, limit: int | None = None, diversity: float = 0.0, title: str = "Similar products"
-) -> dict[str, Any]:
-    """``{% similar_products product limit=8 %}``: the products that look most like ``product``.
+    product: Any,
+    limit: int | None = None,
+    diversity: float = 0.0,
+    title: str | None = None,
+    match: str = matching.SIMILAR,
+) -> str:
+    """``{% similar_products product limit=8 %}``: the products that look most like ``product``;
+    ``match="colourways"``: the same style in other colours. Each card says why it matched (``card.match``).
 
     Renders ``recommendations/similar_products.html`` (override it in your templates folder); renders
-    nothing when there is nothing to show.
+    nothing when there is nothing to show. The HTML is cached per product until the catalog changes
+    (``recommendations.cache``).
     """
-    result = selectors.find_similar_products(
-        product=product, limit=limit or app_setting("SIMILAR_LIMIT"), diversity=float(diversity)
+    if match not in matching.MATCH_MODES:
+        raise template.TemplateSyntaxError(
+            f"similar_products: match must be one of {', '.join(matching.MATCH_MODES)}, got {match!r}"
+        )
+    limit = limit or app_setting("SIMILAR_LIMIT")
+    title = title or ("Other colours" if match == matching.COLOURWAYS else "Similar products")
+
+    def render() -> str:
+        result = selectors.find_similar_products(
+            product=product, limit=limit, diversity=float(diversity), match=match, explain=True
+        )
+        context = {
+            "product": product,
+            "cards": selectors.product_cards(result.items),
+            "source": result.source,
+            "match": match,
+            "title": title,
+        }
+        return render_to_string("recommendations/similar_products.html", context)
+
+    key = cache.entry_key(
+        "similar-widget", getattr(product, "pk", product), limit, float(diversity), title, match
     )
-    return {
-        "product": product,
-        "cards": selectors.product_cards(result.items),
-        "source": result.source,
-        "title": title,
-    }
+    # The template escapes what it prints; the cache hands back its output as the str it stored.
+    return mark_safe(cache.cached(key, render))
 
 
 @register.inclusion_tag("recommendations/_recommended_for_you.html", takes_context=True)

@@ -22,6 +22,7 @@ def embed_as(creative, vector: np.ndarray, space) -> None:
     """Store a vector on the creative as the embedding task would."""
     from django.utils import timezone
 
+    from campaigns import services
     from campaigns.models import Creative
 
     Creative.objects.filter(pk=creative.pk).update(
@@ -31,6 +32,7 @@ def embed_as(creative, vector: np.ndarray, space) -> None:
         embedded_at=timezone.now(),
         updated_at=timezone.now(),
     )
+    services.bump_setup_version()  # as embed_creative does after its update()
     creative.refresh_from_db()
 
 

@@ -73,7 +73,8 @@ def test_the_assignment_is_keyed_with_the_secret_key():
 
 
 def test_one_token_is_credited_at_most_max_conversions_purchases(vector_product, live_campaign, settings):
-    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "CATALOG_FIELDS": {"url": "url"}}
+    # Product links go to the source store's pages, so the token travels in the URL.
+    settings.LOOKALIKE = {"PRODUCT_FIELDS": {"url": "url"}}
     product = vector_product(unit(1, 0, 0, 0))
     product.url = "https://store.example/products/polo"
     product.save()

@@ -63,6 +63,7 @@ def campaign_form(**overrides) -> dict:
         "control_share_pct": "0",
         "control_kind": "category",
         "control_category": "",
+        "match": "similar",
     }
     for prefix in ("creatives", "pins", "control_picks"):
         for name, value in (("TOTAL", "0"), ("INITIAL", "0"), ("MIN_NUM", "0"), ("MAX_NUM", "1000")):

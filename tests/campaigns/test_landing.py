@@ -250,3 +250,23 @@ def test_ab_assignment_is_sticky_per_visitor_and_splits_traffic(vector_product, 
     impressions = CampaignEvent.objects.filter(kind="impression")
     assert impressions.count() == 40  # reloads counted once
     assert impressions.filter(variant="control").count() == seen.count("control")
+
+
+def test_a_cached_landing_creative_follows_the_campaign_and_its_deletion_at_once(
+    vector_product, live_campaign, shopper
+):
+    vector_product(unit(1, 0, 0, 0))
+    campaign = live_campaign()
+    url = f"/c/{campaign.slug}/"
+    assert shopper.get(url).status_code == 200  # the creative and campaign are cached now
+
+    campaign.status = campaign.Status.DRAFT  # taken down: shoppers get nothing
+    campaign.save()
+    assert shopper.get(url).status_code == 404
+
+    campaign.status = campaign.Status.LIVE
+    campaign.save()
+    assert shopper.get(url).status_code == 200
+    campaign.creatives.get().delete()
+    assert shopper.get(url).status_code == 404
+    assert shopper.get("/c/no-such-campaign/").status_code == 404

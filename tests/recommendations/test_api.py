@@ -79,6 +79,7 @@ def test_similar_products_answer_with_scores_and_product_fields(client, catalog)
             "category",
             "store",
             "score",
+            "match",
         }
     )
     assert first["image_url"].startswith("http://testserver/") and first["url"] == f"/products/{first['id']}/"

@@ -202,17 +202,19 @@ def test_combined_vectors_find_the_same_colourway_more_often_than_the_cnn_alone(
     assert hits["combined"] > hits["cnn"] + 0.15, hits
 
 
-# --- catalog adaptation -------------------------------------------------------------------------------------
+# --- catalog adaptation -----------------------------------------------------------------------------
 
 
-def import_labelled(store, data_dir, rows, *, with_labels: bool = True) -> None:
+def import_labelled(store, data_dir, rows, *, with_labels: bool = True, with_category: bool = True) -> None:
     """One product per handle (all its photos), with its category and colour, as an import writes them."""
     by_handle: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
         by_handle[row["handle"]].append(row)
     for handle, photos in by_handle.items():
         first = photos[0]
-        category = Category.from_path(["men", first["article_type"]]) if with_labels else None
+        category = (
+            Category.from_path(["men", first["article_type"]]) if with_labels and with_category else None
+        )
         product = create_product(store=store, title=handle, image=None, category=category)
         if with_labels:
             product.attributes = {"colour": first["colour_name"], "style_code": first["design_code"]}
@@ -228,17 +230,22 @@ def import_labelled(store, data_dir, rows, *, with_labels: bool = True) -> None:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_adapts_the_space_and_activates_it_only_when_better(celery_worker, store, data_dir):
-    import_labelled(store, data_dir, psychobunny_rows(data_dir, designs=24, per_handle=4))
-    with recipe_settings("cnn"):  # a base that does not see colour: adaptation has much to gain
+    # Several photos per product and a colour, no category: the held-out metric is "another photo of the same
+    # product in the top 5", which a base that does not see colour (the CNN alone) gets wrong for colourways.
+    import_labelled(
+        store, data_dir, psychobunny_rows(data_dir, designs=16, per_handle=4), with_category=False
+    )
+    with recipe_settings("cnn"):
         base = services.prepare_space(ENCODER, "DEFAULT")
         services.embed_images(services.embeddable_image_ids(), space=base)
     from recommendations.tasks import adapt_embeddings_task
 
     run = Adaptation.objects.create(
-        base_space=base, options={"epochs": 4, "dimensions": 64, "hidden": 256, "validation_share": 0.3}
+        base_space=base, options={"epochs": 3, "dimensions": 64, "hidden": 256, "validation_share": 0.3}
     )
-    assert adapt_embeddings_task.delay(run.pk).get(timeout=600) == Adaptation.Status.ACTIVATED
+    outcome = adapt_embeddings_task.delay(run.pk).get(timeout=600)
     run.refresh_from_db()
+    assert outcome == Adaptation.Status.ACTIVATED, (run.message, run.report)
     assert run.report["adapted"]["same_product_hit_rate@5"] > run.report["base"]["same_product_hit_rate@5"]
     space = services.get_active_space()
     assert space is not None and space.pk == run.space_id and space.base_id == base.pk
@@ -271,3 +278,35 @@ def test_without_labels_the_base_space_is_kept(store, data_dir):
     assert "labelled products" in run.message
     assert services.get_active_space() == base
     assert not EmbeddingSpace.objects.filter(base=base).exists()
+
+
+@pytest.mark.django_db
+def test_the_demo_stores_similar_tops_share_the_colour(store):
+    """The demo's drawn tops: "similar" must mean the same colour too, not any top of any colour."""
+    from shop.demo_catalog import generate_demo_catalog
+
+    tops = [p for p in generate_demo_catalog(n_products=240, image_px=224) if p.category_path[-1] == "Tops"]
+    assert len(tops) >= 12
+    products = {}
+    for record in tops:
+        product = create_product(store=store, title=record.title, image=None)
+        add_image(product, record.images[0].draw())
+        products[product.pk] = record.attributes["colour"]
+    shares = {}
+    for recipe in ("cnn", "combined"):
+        with recipe_settings(recipe):
+            space = services.get_or_create_space(ENCODER, "DEFAULT")
+            services.embed_images(services.embeddable_image_ids(), space=space)
+        rows = dict(ProductEmbedding.objects.filter(space=space).values_list("product_id", "vector"))
+        ids = sorted(rows)
+        matrix = np.stack([np.asarray(rows[pk], dtype=np.float32) for pk in ids])
+        scores = matrix @ matrix.T
+        np.fill_diagonal(scores, -2)
+        top3 = np.argsort(-scores, axis=1)[:, :3]
+        shares[recipe] = np.mean(
+            [[products[ids[j]] == products[ids[i]] for j in row] for i, row in enumerate(top3)]
+        )
+    # Measured: the CNN alone 0.06 (its neighbours are tops of any colour), combined 0.74 (the misses are
+    # near colours, e.g. two greys, and two-colour patterns).
+    assert shares["combined"] >= 0.7, shares
+    assert shares["combined"] > 5 * shares["cnn"], shares

@@ -39,6 +39,12 @@ class Command(BaseCommand):
             help='"DEFAULT", a torchvision weights name, a .pth file, or "random" (default: WEIGHTS)',
         )
         parser.add_argument(
+            "--recipe",
+            choices=["combined", "cnn"],
+            default=None,
+            help="combined: CNN + colour + pattern; cnn: the CNN alone (default: RECOMMENDATIONS['RECIPE'])",
+        )
+        parser.add_argument(
             "--batch-size", type=int, default=None, help="images per model batch (default: BATCH_SIZE)"
         )
         parser.add_argument(
@@ -60,10 +66,11 @@ class Command(BaseCommand):
         for name in ("batch_size", "limit"):
             if options[name] is not None and options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
+        recipe = services.configured_recipe(options["recipe"])
         try:
             if options["queue"]:
                 space = services.start_reembedding(
-                    encoder_key, weights, store_id=options["store"], limit=options["limit"]
+                    encoder_key, weights, store_id=options["store"], limit=options["limit"], recipe=recipe
                 )
                 self.stdout.write(
                     f"Queued the catalog for {self._describe(space)} on the embeddings queue; "
@@ -74,7 +81,7 @@ class Command(BaseCommand):
                     )
                 )
                 return
-            space = services.prepare_space(encoder_key, weights)
+            space = services.prepare_space(encoder_key, weights, recipe=recipe)
             self._embed(space, weights, options)
         except EncoderWeightsUnavailable as error:
             raise CommandError(str(error)) from None
@@ -137,4 +144,5 @@ class Command(BaseCommand):
 
     @staticmethod
     def _describe(space: EmbeddingSpace) -> str:
-        return f"space {space.pk} ({space.encoder}, weights {space.weights_id})"
+        kind = space.recipe.get("kind", "cnn")
+        return f"space {space.pk} ({space.encoder} {kind}, weights {space.weights_id})"

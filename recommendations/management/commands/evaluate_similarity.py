@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lookalike.catalog import product_model, products, role_lookup
 from recommendations.evaluation import exact_rankings, format_table, read_labels, score_rankings
-from recommendations.models import ProductEmbedding
+from recommendations.models import EmbeddingSpace, ProductEmbedding
 from recommendations.selectors import ProductFilter, active_space, load_space_vectors, similar_products
 
 MAX_LIMIT = 100
@@ -48,6 +48,12 @@ class Command(BaseCommand):
             help="served: the shop's own similar_products (stored neighbours, HNSW or exact, as configured); "
             "exact: brute force over the labelled products' vectors (the embedding's quality alone)",
         )
+        parser.add_argument(
+            "--space",
+            type=int,
+            default=None,
+            help="score this embedding space (id) instead of the active one; implies --method exact",
+        )
         parser.add_argument("--max-queries", type=int, default=None, help="score a random sample of queries")
         parser.add_argument("--seed", type=int, default=0)
 
@@ -65,7 +71,13 @@ class Command(BaseCommand):
             )
         except (OSError, ValueError) as error:
             raise CommandError(str(error)) from None
-        space = active_space()
+        if options["space"] is not None:
+            space = EmbeddingSpace.objects.filter(pk=options["space"]).first()
+            if space is None:
+                raise CommandError(f"No embedding space {options['space']}.")
+            options["method"] = "exact"  # the served path reads the active space only
+        else:
+            space = active_space()
         if space is None:
             raise CommandError("No embedding space is active: embed the catalog first.")
 
