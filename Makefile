@@ -32,9 +32,10 @@ lint: install
 typecheck: install
 	$(PY) -m mypy config shop recommendations scraper campaigns lookalike
 
-## Start (or show) the embedded servers; `make stop` stops them.
+## Start (or show) the embedded servers; `make stop` stops them (and any demo).
 services: install
 	$(PY) -m config.embedded start
 
+## Stop everything a demo started (also after it was killed) and the embedded servers.
 stop:
-	@if [ -x $(PY) ]; then $(PY) -m config.embedded stop; fi
+	@if [ -x $(PY) ]; then $(PY) -m config.demo stop; $(PY) -m config.embedded stop; fi

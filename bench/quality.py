@@ -65,7 +65,7 @@ K = 10
 
 
 def _in_labelled(key: str) -> bool:
-    digest = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+    digest = int(hashlib.sha256(f"bench-quality:{key}".encode()).hexdigest()[:8], 16)
     return digest % 10_000 < args.labelled_share * 10_000
 
 

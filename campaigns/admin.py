@@ -84,17 +84,49 @@ class ControlProductInline(admin.TabularInline):
     verbose_name_plural = "Control products (when the control is a picked list)"
 
 
+class ArchivedFilter(admin.SimpleListFilter):
+    """Archived campaigns stay out of the list unless asked for."""
+
+    title = "archived"
+    parameter_name = "archived"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Archived only"), ("all", "All")]
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Not archived",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> QuerySet[Campaign]:
+        if self.value() == "yes":
+            return queryset.filter(status=Campaign.Status.ARCHIVED)
+        if self.value() == "all":
+            return queryset
+        return queryset.exclude(status=Campaign.Status.ARCHIVED)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
     list_display = ["name", "status", "starts_at", "ends_at", "creative_count", "control_share_pct", "links"]
-    list_filter = ["status"]
+    list_filter = [ArchivedFilter, "status"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     raw_id_fields = ["excluded_products"]
     readonly_fields = ["created_by", "created_at", "updated_at"]
     inlines = [CreativeInline, PinnedProductInline, ControlProductInline]
-    actions = ["export_recommended_urls"]
+    # Marketers archive; deleting a campaign also deletes its events and report, so only users given
+    # campaigns.delete_campaign (not the Marketing group) see Django's delete action.
+    actions = ["export_recommended_urls", "archive"]
     change_list_template = "admin/campaigns/campaign/change_list.html"
     fieldsets = [
         (None, {"fields": ["name", "slug", "status", ("starts_at", "ends_at"), "fallback_url"]}),
@@ -217,6 +249,11 @@ class CampaignAdmin(admin.ModelAdmin):
             raise PermissionDenied
         campaign = get_object_or_404(Campaign, pk=object_id)
         return recommended_csv_response([campaign], file_name=f"campaign-{campaign.slug}-products.csv")
+
+    @admin.action(description="Archive (keeps the events and the report)", permissions=["change"])
+    def archive(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        count = services.archive_campaigns(list(queryset.values_list("pk", flat=True)))
+        messages.success(request, f"{count} campaign(s) archived; their landing pages now redirect.")
 
     @admin.action(description="Export recommended product URLs (CSV)", permissions=["view"])
     def export_recommended_urls(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> HttpResponse:

@@ -22,6 +22,13 @@ class CreativeForm(forms.ModelForm):
         help_text="JPEG, PNG, WebP or GIF.",
     )
     slug = forms.SlugField(required=False, max_length=100, help_text="Empty: made from the name.")
+    # A typed address without a scheme is https (Django 6's default, said explicitly).
+    image_url = forms.URLField(
+        required=False,
+        max_length=2000,
+        assume_scheme="https",
+        help_text=Creative._meta.get_field("image_url").help_text,
+    )
 
     class Meta:
         model = Creative

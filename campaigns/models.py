@@ -43,6 +43,8 @@ class Campaign(models.Model):
         DRAFT = "draft", "Draft"
         LIVE = "live", "Live"
         ENDED = "ended", "Ended"
+        # Out of the way (hidden from the campaign list by default); its events and report are kept.
+        ARCHIVED = "archived", "Archived"
 
     class ControlKind(models.TextChoices):
         CATEGORY = "category", "Category listing"
@@ -185,7 +187,9 @@ class Campaign(models.Model):
 
     def has_ended(self, *, now=None) -> bool:
         now = now or timezone.now()
-        return self.status == self.Status.ENDED or (self.ends_at is not None and self.ends_at <= now)
+        return self.status in (self.Status.ENDED, self.Status.ARCHIVED) or (
+            self.ends_at is not None and self.ends_at <= now
+        )
 
 
 class CampaignProduct(models.Model):

@@ -77,6 +77,16 @@ def bump_campaign_version(campaign_id: int) -> None:
     Campaign.objects.filter(pk=campaign_id).update(version=models.F("version") + 1, updated_at=timezone.now())
 
 
+def archive_campaigns(campaign_ids: list[int]) -> int:
+    """Archive campaigns: their pages redirect like ended ones, their events and reports stay. Returns how
+    many were archived (already archived ones are left as they are)."""
+    return (
+        Campaign.objects.filter(pk__in=campaign_ids)
+        .exclude(status=Campaign.Status.ARCHIVED)
+        .update(status=Campaign.Status.ARCHIVED, version=models.F("version") + 1, updated_at=timezone.now())
+    )
+
+
 # --- Creative images ----------------------------------------------------------------------------------
 
 

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # ReDoc and Swagger UI served locally: the API docs work offline
     "shop",
     "recommendations",
     "scraper",
@@ -218,6 +219,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Lookalike API",
     "DESCRIPTION": "Visually similar products, image search and personalised recommendations.",
     "VERSION": "1.0.0",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- The plugin apps ----------------------------------------------------------------------------------
@@ -230,7 +234,6 @@ RECOMMENDATIONS: dict[str, object] = {
 SCRAPER: dict[str, object] = {}
 
 LOGIN_URL = "/admin/login/"
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 LOGGING = {
     "version": 1,

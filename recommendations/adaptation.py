@@ -125,8 +125,9 @@ def _class_ids(values: Sequence[Any | None]) -> np.ndarray:
 
 
 def _in_validation(key: str, share: float) -> bool:
-    # A digest, not random.shuffle: the same product stays on the same side in every run.
-    digest = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+    # A digest, not random.shuffle: the same product stays on the same side in every run. Salted, so that
+    # a catalog split by a plain digest of the same keys elsewhere is not split again along the same line.
+    digest = int(hashlib.sha256(f"lookalike-validation:{key}".encode()).hexdigest()[:8], 16)
     return digest % 10_000 < share * 10_000
 
 

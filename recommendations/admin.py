@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, IntegerField, Model, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
+from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -31,22 +33,37 @@ def _count_per_space(model: type[Model], **filters: Any) -> Coalesce:
     return Coalesce(Subquery(rows.annotate(n=Count("*")).values("n")), 0, output_field=IntegerField())
 
 
+def _shortened(text: str, max_chars: int = 40) -> str:
+    """A long value cut for a column, whole in the tooltip and on the row's own page."""
+    if len(text) <= max_chars:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: max_chars - 1])
+
+
 def _queue_message(request: HttpRequest, count: int) -> None:
     messages.success(request, f"{count:,} images queued for embedding on the embeddings queue.")
 
 
+def _progress(space: EmbeddingSpace) -> dict[str, Any]:
+    embedded, failed = space._embedded, space._failed  # type: ignore[attr-defined]
+    total = max(space._catalog_images, embedded + failed)  # type: ignore[attr-defined]
+    return {
+        "id": space.pk,
+        "state": space.state,
+        "embedded": embedded,
+        "failed": failed,
+        "done": embedded + failed,
+        "total": total,
+        "products": space._products,  # type: ignore[attr-defined]
+    }
+
+
 @admin.register(EmbeddingSpace)
 class EmbeddingSpaceAdmin(admin.ModelAdmin):
-    list_display = [
-        "__str__",
-        "state",
-        "embedded_images",
-        "failed_images",
-        "products_with_vector",
-        "coverage",
-        "created_at",
-        "activated_at",
-    ]
+    """Spaces with their embedding progress: done / total / failed with a bar that follows the workers live
+    (``progress/`` answers the same counts as JSON; a small script polls it while a space is unfinished)."""
+
+    list_display = ["space", "state", "progress", "products_with_vector", "activated_at"]
     list_filter = ["state", "encoder"]
     readonly_fields = [
         "encoder",
@@ -60,6 +77,9 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
         "activated_at",
     ]
     actions = ["activate", "queue_missing_images", "adapt_to_catalog"]
+
+    class Media:
+        js = ["recommendations/embedding_progress.js"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # spaces come from `manage.py embed_catalog --encoder ... --weights ...`
@@ -77,22 +97,48 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description="Embedded images", ordering="_embedded")
-    def embedded_images(self, space: EmbeddingSpace) -> str:
-        return f"{space._embedded:,}"  # type: ignore[attr-defined]
+    def get_urls(self) -> list[URLPattern]:
+        progress = path(
+            "progress/",
+            self.admin_site.admin_view(self.progress_view),
+            name="recommendations_embeddingspace_progress",
+        )
+        return [progress, *super().get_urls()]
 
-    @admin.display(description="Failed images", ordering="_failed")
-    def failed_images(self, space: EmbeddingSpace) -> str:
-        return f"{space._failed:,}"  # type: ignore[attr-defined]
+    def progress_view(self, request: HttpRequest) -> JsonResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        spaces = self.get_queryset(request).exclude(state=EmbeddingSpace.State.RETIRED)
+        return JsonResponse({"spaces": [_progress(space) for space in spaces]})
+
+    @admin.display(description="Space")
+    def space(self, space: EmbeddingSpace) -> str:
+        kind = space.recipe.get("kind", "cnn") if isinstance(space.recipe, dict) else "cnn"
+        label = f"{space.encoder} {kind} · {space.dimensions}-d"
+        return format_html('<span style="white-space:nowrap">{}</span>', label)
+
+    @admin.display(description="Embedded images (done / total, failed)", ordering="_embedded")
+    def progress(self, space: EmbeddingSpace) -> str:
+        counts = _progress(space)
+        if not counts["total"]:
+            return "no images"
+        return format_html(
+            '<div class="embedding-progress" style="white-space:nowrap" data-space="{}" data-finished="{}">'
+            '<progress value="{}" max="{}" style="width:10rem"></progress> '
+            '<span data-field="done">{}</span> / <span data-field="total">{}</span>, '
+            '<span data-field="failed">{}</span> failed</div>',
+            space.pk,
+            "1" if counts["done"] >= counts["total"] else "0",
+            counts["done"],
+            counts["total"],
+            f"{counts['done']:,}",
+            f"{counts['total']:,}",
+            f"{counts['failed']:,}",
+        )
 
     @admin.display(description="Products with a vector", ordering="_products")
     def products_with_vector(self, space: EmbeddingSpace) -> str:
         return f"{space._products:,}"  # type: ignore[attr-defined]
-
-    @admin.display(description="Done (of the catalog's images)")
-    def coverage(self, space: EmbeddingSpace) -> str:
-        done, total = space._embedded + space._failed, space._catalog_images  # type: ignore[attr-defined]
-        return f"{done:,} of {total:,}" if total else "no images"
 
     # Actions change what the shop serves: a view-only user must not see or run them (Django offers an
     # action without ``permissions`` to everyone who can see the list).
@@ -200,7 +246,8 @@ class AdaptationAdmin(admin.ModelAdmin):
 class ImageEmbeddingAdmin(admin.ModelAdmin):
     """Every image's vector (or failure) per space: the place to find what failed and why."""
 
-    list_display = ["image_id", "product", "space", "status", "failure_reason", "created_at"]
+    # Foreign keys in list_display never wrap (Django marks them nowrap): the product goes through a method.
+    list_display = ["image_id", "product_title", "space_id", "status", "failure", "created_at"]
     list_filter = ["status", "space"]
     search_fields = ["=sha256", "=image__id", "=product__id"]
     list_select_related = ["space", "product"]
@@ -214,6 +261,14 @@ class ImageEmbeddingAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="Failure", ordering="failure_reason")
+    def failure(self, row: ImageEmbedding) -> str:
+        return _shortened(row.failure_reason)
+
+    @admin.display(description="Product")
+    def product_title(self, row: ImageEmbedding) -> str:
+        return _shortened(str(row.product), max_chars=60)
 
     def has_reembed_permission(self, request: HttpRequest) -> bool:
         # The rows are read-only here (has_change_permission), yet queueing new vectors is a change.
@@ -230,9 +285,14 @@ class ImageEmbeddingInline(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ["image", "space", "status", "failure_reason", "sha256", "created_at"]
-    readonly_fields = ["image", "space", "status", "failure_reason", "sha256", "created_at"]
+    # Short columns: the digest and the whole failure reason are on the "Image embeddings" pages.
+    fields = ["image", "space", "status", "failure", "created_at"]
+    readonly_fields = ["image", "space", "status", "failure", "created_at"]
     verbose_name_plural = "Embeddings (per image and space)"
+
+    @admin.display(description="Failure")
+    def failure(self, row: ImageEmbedding) -> str:
+        return _shortened(row.failure_reason)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ImageEmbedding]:
         return super().get_queryset(request).select_related("space")

@@ -169,6 +169,7 @@ class SimilarProductsView(APIView):
             limit=query.validated_data.get("limit"),
             filters=query.product_filter(product),
             diversity=query.validated_data["diversity"],
+            same_store=query.same_store,
             match=query.validated_data["match"],
             explain=True,
         )

@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     # at most this long (changes that send no signal: QuerySet.update(), deletions). 0: no cache.
     "SIMILAR_CACHE_S": 60,
     "SIMILAR_IN_STOCK_ONLY": True,
+    # Similar items come from the viewed product's own store (catalogs of several stores do not mix); the
+    # widget's store="any" and the API's ?store=any widen one request.
+    "SIMILAR_SAME_STORE": True,
     "HNSW_EF_SEARCH": 100,
     "HNSW_MAX_SCAN_TUPLES": 20000,
     # Per-space HNSW index build (recommendations.indexes): graph degree and build-time candidate list.

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import io
 import itertools
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -311,6 +312,9 @@ def is_gpu_decodable(data: bytes) -> bool:
     return _baseline_jpeg_size(data) is not None
 
 
+TORCHVISION_DECODE_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
+
+
 def decode_jpegs_on_gpu(
     datas: list[bytes], device: torch.device | str, *, max_pixels: int | None = None
 ) -> list[torch.Tensor | None]:
@@ -331,16 +335,20 @@ def decode_jpegs_on_gpu(
     from torchvision.io import ImageReadMode, decode_jpeg  # loads torchvision's image library: seconds
 
     encoded = [torch.frombuffer(bytearray(datas[index]), dtype=torch.uint8) for index in indices]
-    try:
-        decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
-    except RuntimeError:
-        # One corrupt file fails the whole batch: decode one by one to keep the good ones.
-        decoded = []
-        for tensor in encoded:
-            try:
-                decoded.append(decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device))
-            except RuntimeError:
-                decoded.append(None)
+    # torchvision 0.29 deprecates its decoders in favour of TorchCodec, which needs FFmpeg's libraries at
+    # run time; the pinned torchvision still ships nvJPEG batch decoding, so its notice is silenced here only.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", TORCHVISION_DECODE_DEPRECATION, DeprecationWarning)
+        try:
+            decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            # One corrupt file fails the whole batch: decode one by one to keep the good ones.
+            decoded = []
+            for tensor in encoded:
+                try:
+                    decoded.append(decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device))
+                except RuntimeError:
+                    decoded.append(None)
     for index, image in zip(indices, decoded, strict=True):
         results[index] = image
     return results

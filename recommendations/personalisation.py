@@ -238,6 +238,12 @@ class ShopperHistory:
     def product_ids(self) -> set[int]:
         return {*self.positive_ids, *self.negative_ids}
 
+    @property
+    def judged_ids(self) -> set[int]:
+        """Products the shopper said something about: liked (a game pick is a like) or disliked."""
+        kinds = zip(self.positive_ids, self.positive_kinds, strict=True)
+        return {pk for pk, kind in kinds if kind == "like"} | set(self.negative_ids)
+
 
 def shopper_history(*, shopper: Shopper, limit: int | None = None) -> ShopperHistory:
     """The shopper's most recent interactions (``PROFILE_MAX_INTERACTIONS``) that have not expired.
@@ -445,7 +451,8 @@ def for_you_page(
     explore_ratio: float | None = None,
     rng: np.random.Generator | None = None,
 ) -> PersonalPage:
-    """The /for-you/ selection: exploit + explore, never a product this session was shown here or bought.
+    """The /for-you/ selection: exploit + explore, never a product this session was shown here, bought,
+    liked or disliked (after the preference game a shopper wants new products like the picks, not the picks).
 
     The caller records the result with ``interactions.record_shown(page=FOR_YOU_PAGE)``.
     """
@@ -460,7 +467,8 @@ def for_you_page(
         strategy=options.strategy,
         space=space,
         exclude_ids=shown_product_ids(session_key=shopper.session_key, page=FOR_YOU_PAGE)
-        | set(history.purchased_ids),
+        | set(history.purchased_ids)
+        | history.judged_ids,
         limit=limit or app_setting("FOR_YOU_LIMIT"),
         explore_ratio=app_setting("EXPLORE_RATIO") if explore_ratio is None else explore_ratio,
         explore_mode=app_setting("EXPLORE_MODE"),

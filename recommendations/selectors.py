@@ -707,7 +707,16 @@ def _precomputed_neighbours(
         items = [item for item in items if catalog.role_value(item.product, "in_stock", True)]
     if catalog.product_field("parent"):  # a variant with photos of its own was embedded: not listed alone
         items = [item for item in items if catalog.role_id(item.product, "parent") is None]
+    if filters.store_ids:
+        items = [item for item in items if catalog.role_id(item.product, "store") in filters.store_ids]
     return items[:limit] if len(items) >= limit else None
+
+
+def _own_store_id(product: Any) -> Any:
+    """The store of ``product`` (a product or its primary key); None when the catalog has no store role."""
+    if hasattr(product, "pk"):
+        return catalog.role_id(product, "store")
+    return catalog.role_values([product], "store").get(product)
 
 
 def find_similar_products(
@@ -716,17 +725,25 @@ def find_similar_products(
     limit: int | None = None,
     filters: ProductFilter | None = None,
     diversity: float = 0.0,
+    same_store: bool | None = None,
     match: str = "similar",
     explain: bool = False,
 ) -> SimilarProducts:
     """Products that look like ``product`` (a product or its primary key): not itself, not products showing
     one of its photos.
 
-    Precomputed neighbours answer when they are fresh, ``filters`` ask for nothing beyond "in stock" and
-    ``diversity`` is 0; otherwise the live query does (see the module docstring). ``match="colourways"``
-    asks for the same style in other colours instead, and ``explain`` labels each item with why it matched
-    (both in ``recommendations.matching``).
+    ``same_store`` (default: the ``SIMILAR_SAME_STORE`` setting) keeps to the product's own store unless
+    ``filters`` name stores. Precomputed neighbours answer when they are fresh, ``filters`` ask for nothing
+    beyond "in stock" and the store, and ``diversity`` is 0; otherwise the live query does (see the module
+    docstring). ``match="colourways"`` asks for the same style in other colours instead, and ``explain``
+    labels each item with why it matched (both in ``recommendations.matching``).
     """
+    if same_store is None:
+        same_store = bool(app_setting("SIMILAR_SAME_STORE"))
+    if same_store and not (filters and filters.store_ids):
+        store_id = _own_store_id(product)
+        if store_id is not None:
+            filters = dataclasses.replace(filters or ProductFilter(), store_ids=[store_id])
     if match != "similar" or explain:
         from recommendations import matching
 
@@ -747,7 +764,8 @@ def _find_similar(
         return SimilarProducts(items=[], source=NONE, reason=NO_EMBEDDING, space=space)
     limit = _limit(limit)
     filters = (filters or ProductFilter()).excluding([product_id])
-    if diversity == 0 and not filters.narrows_beyond_stock:
+    # Stored neighbours span every store: the store is checked on them like the stock.
+    if diversity == 0 and not dataclasses.replace(filters, store_ids=()).narrows_beyond_stock:
         items = _precomputed_neighbours(
             stored=stored_neighbours, embedding=embedding, limit=limit, filters=filters
         )
@@ -764,7 +782,14 @@ def _find_similar(
 
 
 def similar_products(
-    *, product: Any, limit: int | None = None, filters: ProductFilter | None = None, diversity: float = 0.0
+    *,
+    product: Any,
+    limit: int | None = None,
+    filters: ProductFilter | None = None,
+    diversity: float = 0.0,
+    same_store: bool | None = None,
 ) -> list[ScoredProduct]:
     """Products that look like ``product``, best first (see ``find_similar_products``)."""
-    return find_similar_products(product=product, limit=limit, filters=filters, diversity=diversity).items
+    return find_similar_products(
+        product=product, limit=limit, filters=filters, diversity=diversity, same_store=same_store
+    ).items

@@ -16,7 +16,9 @@ ANY = "any"
 SAME = "same"
 
 
-def _category_choice(value: str, *, allow_same: bool, allow_any: bool) -> str | int:
+def _category_choice(
+    value: str, *, allow_same: bool, allow_any: bool, what: str = "a category id"
+) -> str | int:
     value = value.strip().lower()
     if value == SAME and allow_same:
         return SAME
@@ -24,9 +26,7 @@ def _category_choice(value: str, *, allow_same: bool, allow_any: bool) -> str | 
         return ANY
     if value.isdigit() and int(value) > 0:
         return int(value)
-    words = " or ".join(
-        ["a category id", *([f"`{ANY}`"] if allow_any else []), *([f"`{SAME}`"] if allow_same else [])]
-    )
+    words = " or ".join([what, *([f"`{ANY}`"] if allow_any else []), *([f"`{SAME}`"] if allow_same else [])])
     raise serializers.ValidationError(f"Expected {words}, got {value!r}.")
 
 
@@ -52,7 +52,11 @@ class SimilarQuerySerializer(serializers.Serializer):
     )
     min_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
     max_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
-    store = serializers.IntegerField(min_value=1, required=False, help_text="Only products of this store id.")
+    store = serializers.CharField(
+        required=False,
+        help_text="`same` (the product's own store; the default when SIMILAR_SAME_STORE is on), `any` or a "
+        "store id.",
+    )
     brand = serializers.CharField(required=False, max_length=200, help_text="Only products of this brand.")
     diversity = serializers.FloatField(
         min_value=0.0,
@@ -82,6 +86,17 @@ class SimilarQuerySerializer(serializers.Serializer):
     def validate_exclude_category(self, value: str) -> str | int:
         return _category_choice(value, allow_same=self.allow_same, allow_any=False)
 
+    def validate_store(self, value: str) -> str | int:
+        return _category_choice(value, allow_same=self.allow_same, allow_any=True, what="a store id")
+
+    @property
+    def same_store(self) -> bool | None:
+        """Whether to keep to the product's own store: None leaves it to SIMILAR_SAME_STORE."""
+        choice = self.validated_data.get("store")
+        if choice is None:
+            return None
+        return choice == SAME
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         low, high = attrs.get("min_price"), attrs.get("max_price")
         if low is not None and high is not None and low > high:
@@ -108,7 +123,7 @@ class SimilarQuerySerializer(serializers.Serializer):
             exclude_category_ids=category_ids(data.get("exclude_category")),
             min_price=data.get("min_price"),
             max_price=data.get("max_price"),
-            store_ids=[data["store"]] if data.get("store") else [],
+            store_ids=[data["store"]] if isinstance(data.get("store"), int) else [],
             brands=[data["brand"]] if data.get("brand") else [],
         )
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,22 +81,64 @@ class LabelledVectors:
         )
 
 
-def read_myntra_labels(data_dir: Path) -> list[dict[str, str]]:
-    """The label rows of ``<data_dir>/myntra``, byte-identical photos (same md5) dropped, sorted by id."""
-    with open(data_dir / "myntra" / "labels.csv", newline="") as handle:
+@dataclass(frozen=True)
+class LabelColumns:
+    """Which columns of a labels CSV hold what the judge and the sessions read (defaults: Myntra's)."""
+
+    image: str = "image"  # the photo's file name, relative to the images folder
+    article_type: str = "articleType"
+    colour: str = "baseColour"
+    sub_category: str = "subCategory"
+    master_category: str = "masterCategory"
+    id: str | None = "id"  # a numeric id (None: the row number)
+    md5: str | None = "md5"  # byte-identical photos are dropped (None: keep every row)
+
+
+MYNTRA_COLUMNS = LabelColumns()
+
+
+def read_labels(labels_path: Path, columns: LabelColumns = MYNTRA_COLUMNS) -> list[dict[str, str]]:
+    """The label rows, byte-identical photos (same md5) dropped, sorted by id (or kept in file order)."""
+    with open(labels_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
+    wanted = [
+        columns.image,
+        columns.article_type,
+        columns.colour,
+        columns.sub_category,
+        columns.master_category,
+    ]
+    missing = [name for name in [*wanted, columns.id, columns.md5] if name and rows and name not in rows[0]]
+    if missing:
+        raise ValueError(f"{labels_path} has no column {', '.join(missing)} (columns: {', '.join(rows[0])})")
+    if columns.id:
+        rows.sort(key=lambda r: int(r[columns.id]))
     seen: set[str] = set()
     distinct = []
-    for row in sorted(rows, key=lambda r: int(r["id"])):
-        if row["md5"] not in seen:
-            seen.add(row["md5"])
+    for row in rows:
+        digest = row[columns.md5] if columns.md5 else None
+        if digest is None or digest not in seen:
+            if digest is not None:
+                seen.add(digest)
             distinct.append(row)
     return distinct
 
 
-def load_myntra_vectors(
-    data_dir: Path,
+def read_myntra_labels(data_dir: Path) -> list[dict[str, str]]:
+    """The label rows of ``<data_dir>/myntra``, byte-identical photos (same md5) dropped, sorted by id."""
+    return read_labels(data_dir / "myntra" / "labels.csv")
+
+
+def load_myntra_vectors(data_dir: Path, **options: Any) -> LabelledVectors:
+    """``load_labelled_vectors`` on ``<data_dir>/myntra/labels.csv`` and its ``images/`` folder."""
+    return load_labelled_vectors(data_dir / "myntra" / "labels.csv", **options)
+
+
+def load_labelled_vectors(
+    labels_path: Path,
     *,
+    images_dir: Path | None = None,
+    columns: LabelColumns = MYNTRA_COLUMNS,
     encoder_key: str = "efficientnet_lite0",
     weights: str = "DEFAULT",
     cache_dir: Path | None = None,
@@ -103,20 +146,26 @@ def load_myntra_vectors(
     batch_size: int = 64,
     num_threads: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    stored: Callable[[list[str]], dict[str, np.ndarray]] | None = None,
 ) -> LabelledVectors:
-    """Embed the Myntra photos with a real encoder, or load the vectors cached by an earlier run.
+    """Embed a labelled photo set (a labels CSV, photos in ``images_dir``, default ``images/`` beside it) with
+    a real encoder, or load the vectors cached by an earlier run.
 
-    The cache file is named after the encoder, its weights and a digest of the label file, so a changed
-    photo set or encoder never reuses stale vectors. Embedding all ~4,900 distinct photos takes a few minutes
-    on two CPU cores; later runs load the cache in well under a second.
+    The cache file is named after the set's folder, the encoder, its weights and a digest of the label rows,
+    so a changed photo set or encoder never reuses stale vectors. Embedding all ~4,900 distinct Myntra photos
+    takes a few minutes on two CPU cores; later runs load the cache in well under a second. ``stored`` maps
+    photos' sha256 digests to vectors already computed with the same encoder and weights (the shop's
+    embedding space, when the photos were imported): those photos are not embedded again.
     """
     cache_dir = cache_dir or default_cache_dir()
-    every_row = read_myntra_labels(data_dir)
+    images_dir = images_dir or labels_path.parent / "images"
+    every_row = read_labels(labels_path, columns)
     rows = every_row[:limit] if limit is not None else every_row
 
     def cache_file(selected: list[dict[str, str]]) -> Path:
-        digest = hashlib.sha256(("\n".join(r["md5"] for r in selected)).encode()).hexdigest()[:12]
-        return cache_dir / f"myntra-{encoder_key}-{weights.replace('/', '_')}-{digest}.npz"
+        keys = (r[columns.md5] if columns.md5 else r[columns.image] for r in selected)
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
+        return cache_dir / f"{labels_path.parent.name}-{encoder_key}-{weights.replace('/', '_')}-{digest}.npz"
 
     cache_path, whole_set = cache_file(rows), cache_file(every_row)
     if not cache_path.exists() and whole_set.exists():  # a subset of an embedded whole set: slice it
@@ -126,25 +175,42 @@ def load_myntra_vectors(
         cached = np.load(cache_path, allow_pickle=False)
         vectors, weights_id = cached["vectors"], str(cached["weights_id"])
     else:
-        vectors, weights_id = _embed_photos(
-            [data_dir / "myntra" / "images" / r["image"] for r in rows],
+        paths = [images_dir / r[columns.image] for r in rows]
+        known: dict[str, np.ndarray] = {}
+        digests: list[str] = []
+        if stored is not None:
+            digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
+            known = stored(digests)
+        missing = [i for i in range(len(paths)) if not digests or digests[i] not in known]
+        embedded, weights_id = _embed_photos(
+            [paths[i] for i in missing],
             encoder_key=encoder_key,
             weights=weights,
             batch_size=batch_size,
             num_threads=num_threads,
             progress=progress,
         )
+        if known:
+            dimensions = next(iter(known.values())).shape[0]
+            vectors = np.zeros((len(paths), dimensions), dtype=np.float32)
+            for i, digest in enumerate(digests):
+                if digest in known:
+                    vectors[i] = known[digest]
+            if missing:
+                vectors[missing] = embedded
+        else:
+            vectors = embedded
         cache_dir.mkdir(parents=True, exist_ok=True)
         temporary = cache_path.with_suffix(".tmp.npz")
         np.savez(temporary, vectors=vectors, weights_id=np.asarray(weights_id))
         temporary.replace(cache_path)  # a run killed mid-write leaves no half-written cache behind
     return LabelledVectors(
-        ids=np.asarray([int(r["id"]) for r in rows], dtype=np.int64),
+        ids=np.asarray([int(r[columns.id]) if columns.id else i for i, r in enumerate(rows)], dtype=np.int64),
         vectors=vectors.astype(np.float32, copy=False),
-        article_types=np.asarray([r["articleType"] for r in rows]),
-        colours=np.asarray([r["baseColour"] for r in rows]),
-        sub_categories=np.asarray([r["subCategory"] for r in rows]),
-        master_categories=np.asarray([r["masterCategory"] for r in rows]),
+        article_types=np.asarray([r[columns.article_type] for r in rows]),
+        colours=np.asarray([r[columns.colour] for r in rows]),
+        sub_categories=np.asarray([r[columns.sub_category] for r in rows]),
+        master_categories=np.asarray([r[columns.master_category] for r in rows]),
         encoder=encoder_key,
         weights_id=weights_id,
     )
@@ -162,8 +228,10 @@ def _embed_photos(
     import torch
     from PIL import Image
 
-    from recommendations.encoders import build_encoder
+    from recommendations.encoders import build_encoder, weights_id_for
 
+    if not paths:  # every photo had a stored vector
+        return np.zeros((0, 0), np.float32), weights_id_for(encoder_key, weights)
     encoder = build_encoder(encoder_key, weights=weights, device="cpu", num_threads=num_threads)
 
     def load(path: Path) -> torch.Tensor:
@@ -350,13 +418,17 @@ def run_target_finding(
     options: Callable[[str], ProfileOptions] | None = None,
     explore_mode: str = "diverse",
     categories: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[TargetResult]:
-    """Every (strategy, judge, slots) combination over the same sample of targets (seeded, repeatable)."""
+    """Every (strategy, judge, slots) combination over the same sample of targets (seeded, repeatable).
+
+    ``progress(done, total)`` is called after each simulated search (total: combinations × targets)."""
     options = options or ProfileOptions.from_settings
     categories = data.article_types if categories is None else categories
     target_rows = np.random.default_rng(seed).choice(len(data), size=min(targets, len(data)), replace=False)
     gram = data.vectors @ data.vectors.T if "best_score" in strategies else None
     results = []
+    total, done = len(slots) * len(judges) * len(strategies) * len(target_rows), 0
     for k_exploit, k_explore in slots:
         max_rounds = int(np.ceil(len(data) / (k_exploit + k_explore)))
         for judge_name in judges:
@@ -384,6 +456,9 @@ def run_target_finding(
                             gram=gram,
                         )
                     )
+                    done += 1
+                    if progress:
+                        progress(done, total)
                 results.append(
                     TargetResult(
                         strategy, judge_name, k_exploit, k_explore, np.asarray(rounds, dtype=np.float64)

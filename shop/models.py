@@ -53,6 +53,12 @@ class Category(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("shop:category", kwargs={"path": self.path.rstrip("/")})
 
+    def breadcrumbs(self) -> list[Category]:
+        """The category's ancestors and itself, root first, in one query (the path names each prefix)."""
+        parts = self.path.strip("/").split("/")
+        prefixes = ["/".join(parts[: i + 1]) + "/" for i in range(len(parts))]
+        return list(Category.objects.filter(path__in=prefixes).order_by("path"))
+
     @classmethod
     def from_path(cls, names: list[str]) -> Category | None:
         """Get or create the category ``names[0] > names[1] > ...``; None for an empty path."""

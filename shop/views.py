@@ -13,8 +13,11 @@ PAGE_SIZE = 24
 
 
 def product_list(request: HttpRequest, path: str | None = None) -> HttpResponse:
+    # New arrivals first, as shops list them (sorting by title filled page one with one colour's products).
     products = (
-        Product.objects.select_related("category").with_primary_image().order_by("-in_stock", "title", "pk")
+        Product.objects.select_related("category")
+        .with_primary_image()
+        .order_by("-in_stock", "-created_at", "-pk")
     )
     category = None
     if path:

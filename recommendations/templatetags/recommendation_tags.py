@@ -21,24 +21,34 @@ def similar_products(
     diversity: float = 0.0,
     title: str | None = None,
     match: str = matching.SIMILAR,
+    store: str | None = None,
 ) -> str:
     """``{% similar_products product limit=8 %}``: the products that look most like ``product``;
     ``match="colourways"``: the same style in other colours. Each card says why it matched (``card.match``).
 
-    Renders ``recommendations/similar_products.html`` (override it in your templates folder); renders
-    nothing when there is nothing to show. The HTML is cached per product until the catalog changes
-    (``recommendations.cache``).
+    ``store="any"`` recommends from every store, ``store="same"`` from the product's own; by default the
+    ``SIMILAR_SAME_STORE`` setting decides. Renders ``recommendations/similar_products.html`` (override it in
+    your templates folder); renders nothing when there is nothing to show. The HTML is cached per product
+    until the catalog changes (``recommendations.cache``).
     """
     if match not in matching.MATCH_MODES:
         raise template.TemplateSyntaxError(
             f"similar_products: match must be one of {', '.join(matching.MATCH_MODES)}, got {match!r}"
         )
+    if store not in (None, "same", "any"):
+        raise template.TemplateSyntaxError(f'similar_products: store must be "same" or "any", not {store!r}')
     limit = limit or app_setting("SIMILAR_LIMIT")
     title = title or ("Other colours" if match == matching.COLOURWAYS else "Similar products")
+    same_store = bool(app_setting("SIMILAR_SAME_STORE")) if store is None else store == "same"
 
     def render() -> str:
         result = selectors.find_similar_products(
-            product=product, limit=limit, diversity=float(diversity), match=match, explain=True
+            product=product,
+            limit=limit,
+            diversity=float(diversity),
+            match=match,
+            explain=True,
+            same_store=same_store,
         )
         context = {
             "product": product,
@@ -50,7 +60,7 @@ def similar_products(
         return render_to_string("recommendations/similar_products.html", context)
 
     key = cache.entry_key(
-        "similar-widget", getattr(product, "pk", product), limit, float(diversity), title, match
+        "similar-widget", getattr(product, "pk", product), limit, float(diversity), title, match, same_store
     )
     # The template escapes what it prints; the cache hands back its output as the str it stored.
     return mark_safe(cache.cached(key, render))

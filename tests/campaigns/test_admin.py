@@ -279,3 +279,35 @@ def test_bulk_upload_refuses_what_is_not_a_zip(admin_client):
         {"archive": upload, "product_count": "12", "status": "draft"},
     )
     assert response.status_code == 200 and "not a readable ZIP archive" in response.content.decode()
+
+
+def test_marketing_group_sees_product_photos_but_cannot_change_them(marketer, store):
+    product = create_product(store=store, title="Polo")
+    image = product.images.get()
+    page = marketer.get(f"/admin/shop/product/{product.pk}/change/").content.decode()
+    assert image.image.url in page  # the photos inline is shown to the read-only viewer
+    assert marketer.get("/admin/shop/productimage/").status_code == 200
+    assert marketer.get(f"/admin/shop/productimage/{image.pk}/change/").status_code == 200
+    change = marketer.post(f"/admin/shop/productimage/{image.pk}/change/", {"position": "5"})
+    assert change.status_code == 403
+
+
+def test_marketing_group_archives_a_campaign_and_keeps_its_events(marketer, campaign):
+    from campaigns.models import CampaignEvent
+
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.LIVE)
+    CampaignEvent.objects.create(campaign=campaign, variant="visual", kind="impression", session_key="s1")
+    listing = marketer.get("/admin/campaigns/campaign/").content.decode()
+    assert 'value="archive"' in listing and 'value="delete_selected"' not in listing
+    response = marketer.post(
+        "/admin/campaigns/campaign/", {"action": "archive", "_selected_action": [campaign.pk]}, follow=True
+    )
+    assert "1 campaign(s) archived" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.ARCHIVED
+    assert CampaignEvent.objects.filter(campaign=campaign).count() == 1
+    # Out of the default list, still reachable; its landing page redirects like an ended campaign's.
+    assert "Polo summer" not in marketer.get("/admin/campaigns/campaign/").content.decode()
+    assert "Polo summer" in marketer.get("/admin/campaigns/campaign/?archived=yes").content.decode()
+    assert marketer.get(f"/admin/campaigns/campaign/{campaign.pk}/report/").status_code == 200
+    assert Client().get(campaign.get_absolute_url()).status_code == 302

@@ -91,8 +91,21 @@ def test_space_list_counts_and_refuses_to_activate_an_incomplete_space(admin_cli
     building = EmbeddingSpace.objects.create(encoder="efficientnet_lite0", weights_id="u", dimensions=4)
 
     html = admin_client.get(reverse("admin:recommendations_embeddingspace_changelist")).content.decode()
-    assert "5 of 6" in html  # 4 embedded + 1 failed, of 6 catalog images
-    assert "0 of 6" in html
+    # 4 embedded + 1 failed, of 6 catalog images; the bar and the counts that the page's script updates.
+    assert (
+        f'data-space="{space.pk}" data-finished="0">'
+        '<progress value="5" max="6" style="width:10rem"></progress> '
+        '<span data-field="done">5</span> / <span data-field="total">6</span>, '
+        '<span data-field="failed">1</span> failed' in html
+    )
+    assert f'data-space="{building.pk}" data-finished="0"><progress value="0" max="6"' in html
+    progress = admin_client.get(reverse("admin:recommendations_embeddingspace_progress")).json()
+    counts = {"embedded": 4, "failed": 1, "done": 5, "total": 6, "products": 4}
+    empty = {"embedded": 0, "failed": 0, "done": 0, "total": 6, "products": 0}
+    assert sorted(progress["spaces"], key=lambda row: row["id"]) == [
+        {"id": space.pk, "state": "active", **counts},
+        {"id": building.pk, "state": "building", **empty},
+    ]
 
     response = admin_client.post(
         reverse("admin:recommendations_embeddingspace_changelist"),

@@ -69,6 +69,29 @@ def test_store_and_limit_select_the_images(store):
 
     assert "Embedding 2 images" in out
     assert set(ImageEmbedding.objects.values_list("image_id", flat=True)) == {ours[0].pk, ours[1].pk}
+    # The name that import_catalog --store took works too, and the id is said.
+    out, _ = run("--store", "Other store", "--no-progress")
+    assert f"Store Other store (id {other_store.pk})." in out and "Embedding 2 images" in out
+    with pytest.raises(CommandError, match="No store named 'Elsewhere'. Stores: 'Test store'"):
+        run("--store", "Elsewhere")
+
+
+@pytest.mark.django_db
+def test_weights_that_cannot_be_downloaded_leave_no_space_and_name_the_bundled_encoder(
+    store, monkeypatch, tmp_path
+):
+    catalog(store, 1)
+    # An empty weights cache and a proxy that refuses every connection: the download fails as offline.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    with pytest.raises(CommandError) as refused:
+        run("--encoder", "resnet18", "--weights", "DEFAULT", "--no-progress")
+    message = str(refused.value)
+    assert "Cannot get the pretrained weights" in message
+    assert message.splitlines()[-1].startswith("Offline? The bundled encoder")
+    assert "--encoder efficientnet_lite0" in message
+    assert not EmbeddingSpace.objects.exists()
 
 
 @pytest.mark.django_db

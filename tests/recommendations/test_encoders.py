@@ -94,7 +94,7 @@ def test_preprocessing_in_numpy_matches_the_weights_transforms(key):
     for image in synthetic_images():
         np.testing.assert_allclose(encoder.preprocess(image).numpy(), transforms(image).numpy(), atol=1e-5)
     # A batch of decoded uint8 tensors (the GPU path) goes through the transforms themselves.
-    pixels = torch.from_numpy(np.asarray(synthetic_images()[1])).permute(2, 0, 1)
+    pixels = torch.from_numpy(np.array(synthetic_images()[1])).permute(2, 0, 1)  # a writable copy
     assert encoder.preprocess(pixels.unsqueeze(0).repeat(2, 1, 1, 1)).shape == (2, 3, 224, 224)
 
 

@@ -231,3 +231,27 @@ def test_recommended_for_you_template_tag(client, catalog):
 def test_schema_documents_the_personalisation_endpoints(client):
     schema = client.get("/api/schema/", headers={"accept": "application/json"}).content.decode()
     assert "/api/recommendations/for-you/" in schema and "/api/interactions/" in schema
+
+
+def test_for_you_leaves_out_what_the_shopper_liked_or_disliked(client, catalog):
+    # Likes from elsewhere (the game's picks are likes): the products were never shown on /for-you/.
+    liked = [product.pk for product in catalog[2:40:4]]
+    for pk in liked:
+        client.post(reverse("recommendations:feedback"), {"product": pk, "kind": "like"})
+    disliked = catalog[3].pk
+    client.post(reverse("recommendations:feedback"), {"product": disliked, "kind": "dislike"})
+    page = cards(client.get("/for-you/").content.decode())
+    shown = {pk for pk, _ in page}
+    assert not shown & {*liked, disliked}
+    exploit = [pk for pk, role in page if role == "exploit"]
+    assert len(exploit) == 5 and {cluster_of(pk, catalog) for pk in exploit} == {2}
+
+
+def test_strategy_controls_and_roles_are_for_staff_only(client, catalog, django_user_model):
+    html = client.get("/for-you/").content.decode()
+    assert 'class="strategies' not in html and 'class="role' not in html
+    assert "👍" not in html and 'class="icon icon-like"' in html
+    staff = django_user_model.objects.create_user("merchandiser", password="x", is_staff=True)
+    client.force_login(staff)
+    html = client.get("/for-you/?strategy=mean").content.decode()
+    assert 'class="strategies staff-only"' in html and 'class="role staff-only"' in html

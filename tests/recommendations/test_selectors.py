@@ -113,7 +113,8 @@ def test_filters_restrict_results_and_keep_the_exact_order(store, space, make_pr
         (ProductFilter(brands=["Acme"]), lambda p: p.in_stock and p.brand == "Acme"),
     ]
     for filters, keep in cases:
-        result = selectors.find_similar_products(product=query, limit=8, filters=filters)
+        # Across both stores: the default (the product's own store) is tested in test_same_store.py.
+        result = selectors.find_similar_products(product=query, limit=8, filters=filters, same_store=False)
         assert ids(result.items) == expected(keep), filters
         # Narrowing filters leave 5-24 candidates (below EXACT_SCAN_THRESHOLD): scanned exactly.
         assert result.source == (selectors.EXACT if filters.narrows_beyond_stock else selectors.INDEX)

@@ -25,3 +25,25 @@ def test_product_page(client, make_product):
     html = client.get(product.get_absolute_url()).content.decode()
     assert "Round cushion" in html and "24.00" in html and "Out of stock" in html
     assert client.get(reverse("shop:product", args=[999999])).status_code == 404
+
+
+def test_home_lists_newest_first_and_categories_by_name(client, make_product, settings):
+    from shop.models import Category
+
+    # This test's products are never committed, so no catalog-version bump would replace a listing that an
+    # earlier test left in the cache.
+    settings.STOREFRONT_CACHE_S = 0
+
+    casual = Category.from_path(["Men", "Casual shoes"])
+    make_product(title="Aardvark slipper", category=casual)
+    newer = make_product(title="Zebra sneaker", category=casual)
+    out_of_stock = make_product(title="Newest but sold out", in_stock=False)
+    html = client.get(reverse("shop:home")).content.decode()
+    # In stock first, then newest first (not by title).
+    assert html.index("Zebra sneaker") < html.index("Aardvark slipper") < html.index(out_of_stock.title)
+    page = client.get(casual.get_absolute_url()).content.decode()
+    assert "<h1>Casual shoes</h1>" in page and "men &gt; casual-shoes" not in page
+    assert '<a href="/category/men/">Men</a>' in page
+    assert '<span aria-current="page">Casual shoes</span>' in page
+    product_page = client.get(newer.get_absolute_url()).content.decode()
+    assert f'<a href="{casual.get_absolute_url()}">Casual shoes</a>' in product_page

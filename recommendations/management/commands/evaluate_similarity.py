@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lookalike.catalog import product_model, products, role_lookup
 from recommendations.evaluation import exact_rankings, format_table, read_labels, score_rankings
+from recommendations.management.stores import find_store
 from recommendations.models import EmbeddingSpace, ProductEmbedding
 from recommendations.selectors import ProductFilter, active_space, load_space_vectors, similar_products
 
@@ -37,7 +38,7 @@ class Command(BaseCommand):
             default="external_id",
             help="product field matching --id-column (default external_id)",
         )
-        parser.add_argument("--store", type=int, default=None, help="only products of this store id")
+        parser.add_argument("--store", default=None, help="only products of this store (its name or id)")
         parser.add_argument(
             "--dedupe-column", default=None, help="keep one row per value, e.g. md5 of the image"
         )
@@ -71,6 +72,10 @@ class Command(BaseCommand):
             )
         except (OSError, ValueError) as error:
             raise CommandError(str(error)) from None
+        if options["store"] is not None:
+            store = find_store(options["store"])
+            options["store"] = store.pk
+            self.stdout.write(f"Store {store} (id {store.pk}).")
         if options["space"] is not None:
             space = EmbeddingSpace.objects.filter(pk=options["space"]).first()
             if space is None:

@@ -107,6 +107,8 @@ class Command(BaseCommand):
             self._dry_run(preview_import(job), json_path=options["json"])
             return
         store = self._store(options["store"], base_url=source if is_url else "", currency=currency)
+        # Other commands (embed_catalog, evaluate_similarity) take this name or id as --store.
+        self.stdout.write(f"Store {store} (id {store.pk}).")
         user = None
         if options["user"]:
             user = get_user_model()._default_manager.filter(username=options["user"]).first()
