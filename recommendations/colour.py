@@ -89,8 +89,9 @@ def foreground_weights(lab: np.ndarray) -> tuple[np.ndarray, float]:
     centre = _centre_weights(side)
     if border_close.mean() < PLAIN_BORDER_MIN_SHARE:
         return centre, 1.0
-    distance = np.linalg.norm(lab - background, axis=2)
-    mask = distance >= BACKGROUND_DELTA_E
+    difference = lab - background
+    # Squared distances: the same test as the distance itself, without a square root per pixel.
+    mask = np.einsum("hwc,hwc->hw", difference, difference) >= BACKGROUND_DELTA_E**2
     share = float(mask.mean())
     if share < MIN_FOREGROUND_SHARE:
         # Nothing stands out from the backdrop (a white shirt on white): describe the centre instead.
@@ -130,26 +131,35 @@ def pattern_descriptor(lightness: np.ndarray, weights: np.ndarray) -> np.ndarray
     """Gradient energy per orientation at two scales, plus edge density and contrast, L2-normalised."""
     parts = []
     total_weight = max(float(weights.sum()), 1e-6)
-    image, w = lightness, weights
-    for _ in range(2):
+    image, w = np.ascontiguousarray(lightness, dtype=np.float32), weights
+    edges = 0.0
+    for scale in range(2):
         gy, gx = np.gradient(image)
-        magnitude = np.hypot(gx, gy)
-        angle = (np.arctan2(gy, gx) % np.pi) / np.pi * ORIENTATIONS
-        bins = np.minimum(angle.astype(np.int64), ORIENTATIONS - 1)
+        # sqrt and a sign fix-up rather than np.hypot and "% pi": the same values at a tenth of the cost
+        # (both of those are slow paths in numpy), and this runs for every photo embedded.
+        magnitude = np.sqrt(gx * gx + gy * gy)
+        if scale == 0:
+            edges = float(((magnitude > 4.0) * weights).sum() / total_weight)
+        # Orientation modulo pi (a gradient and its opposite are one edge), in ORIENTATIONS bins.
+        angle = np.arctan2(gy, gx) * np.float32(ORIENTATIONS / np.pi)
+        np.add(angle, ORIENTATIONS, out=angle, where=angle < 0)
+        bins = angle.astype(np.int64)
+        bins[bins >= ORIENTATIONS] -= ORIENTATIONS  # exactly pi (pointing left) is orientation 0
         energy = np.bincount(bins.reshape(-1), weights=(magnitude * w).reshape(-1), minlength=ORIENTATIONS)
         parts.append(energy / max(float(w.sum()), 1e-6))
         # Half resolution: coarse stripes and checks show up here, fine texture at full resolution.
-        h, wd = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-        image = image[:h, :wd].reshape(h // 2, 2, wd // 2, 2).mean(axis=(1, 3))
-        w = w[:h, :wd].reshape(h // 2, 2, wd // 2, 2).mean(axis=(1, 3))
-    gy, gx = np.gradient(lightness)
-    magnitude = np.hypot(gx, gy)
-    edges = float(((magnitude > 4.0) * weights).sum() / total_weight)
+        image, w = _half(image), _half(w)
     mean = float((lightness * weights).sum() / total_weight)
     contrast = float(np.sqrt(((lightness - mean) ** 2 * weights).sum() / total_weight))
     vector = np.concatenate([*parts, [edges * 10.0, contrast / 10.0]]).astype(np.float32)
     vector = np.sqrt(np.maximum(vector, 0))
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def _half(image: np.ndarray) -> np.ndarray:
+    """The mean of each 2x2 block (an odd last row or column dropped), as four strided sums."""
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    return (image[0:h:2, 0:w:2] + image[1:h:2, 0:w:2] + image[0:h:2, 1:w:2] + image[1:h:2, 1:w:2]) * 0.25
 
 
 def describe(rgb: np.ndarray) -> ColourPattern:

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from recommendations import colour
 from recommendations.recipes import (
@@ -27,17 +26,27 @@ from recommendations.recipes import (
 def batch_pixels(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """Undo an encoder's normalisation: NCHW float batch -> (n, side, side, 3) float RGB in 0..255.
 
-    Area-downsampled to about ``colour.SIDE`` first: the descriptor needs no more, and it stays cheap.
+    Area-downsampled to about ``colour.SIDE`` first: the descriptor needs no more, and it stays cheap. The
+    arithmetic is numpy's: in torch each small op wakes the intra-op thread pool, which cost more than the
+    arithmetic itself beside a model that keeps both cores busy (bench/embed.py).
     """
-    batch = batch.detach().float().cpu()
-    side = batch.shape[-1]
-    factor = max(1, round(side / colour.SIDE))
+    array = batch.detach().float().cpu().numpy()
+    n, channels, height, width = array.shape
+    factor = max(1, round(width / colour.SIDE))
     if factor > 1:
-        batch = nn.functional.avg_pool2d(batch, factor)
-    scale = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
-    offset = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
-    pixels = (batch * scale + offset).clamp_(0, 255)
-    return pixels.permute(0, 2, 3, 1).numpy()
+        # The mean of each factor x factor block (what avg_pool2d computes), as factor² strided sums.
+        rows, cols = height // factor * factor, width // factor * factor
+        pooled = np.zeros((n, channels, rows // factor, cols // factor), dtype=np.float32)
+        for dy in range(factor):
+            for dx in range(factor):
+                pooled += array[:, :, dy:rows:factor, dx:cols:factor]
+        array = pooled
+    area = factor * factor
+    scale = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1) * (255.0 / area)
+    offset = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1) * 255.0
+    pixels = array * scale + offset
+    np.clip(pixels, 0, 255, out=pixels)
+    return np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
 
 
 def describe_batch(pixels: np.ndarray) -> np.ndarray:

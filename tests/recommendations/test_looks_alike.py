@@ -71,6 +71,45 @@ def test_pattern_tells_checks_from_plain_fabric():
     assert cosine(colour.describe(checked).pattern, colour.describe(plain).pattern) < 0.9
 
 
+def test_pattern_orientation_is_modulo_half_a_turn():
+    # Turned half a turn, every gradient points the other way: the same edges, so the same pattern,
+    # including exactly horizontal gradients, whose angle is pi one way round and 0 the other.
+    striped = garment((20, 30, 90))
+    striped[30:110, 40:88:4] = (230, 230, 230)
+    turned = np.ascontiguousarray(striped[::-1, ::-1])
+    pattern, turned_pattern = colour.describe(striped).pattern, colour.describe(turned).pattern
+    # Bin 0 (horizontal gradients: the stripes' edges) must match exactly; only diagonal gradients that
+    # fall exactly on a bin boundary (at the shape's corners) may round into the neighbouring bin.
+    assert pattern[0] > 0.5
+    assert abs(pattern[0] - turned_pattern[0]) < 1e-5
+    assert cosine(pattern, turned_pattern) > 0.999
+    # Vertical stripes are not horizontal ones.
+    lying = np.ascontiguousarray(striped.transpose(1, 0, 2))
+    assert cosine(colour.describe(striped).pattern, colour.describe(lying).pattern) < 0.95
+
+
+def test_batch_pixels_undo_the_normalisation_like_torch_pooling(data_dir):
+    torch = pytest.importorskip("torch")
+    from recommendations.recipe_encoder import batch_pixels
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    names = sorted((data_dir / "myntra" / "images").iterdir())[:4]
+    photos = [np.asarray(Image.open(name).convert("RGB").resize((224, 224))) for name in names]
+    batch = (
+        torch.from_numpy(np.stack(photos).astype(np.float32) / 255).permute(0, 3, 1, 2)
+        - torch.tensor(mean).view(1, 3, 1, 1)
+    ) / torch.tensor(std).view(1, 3, 1, 1)
+    # The reference: torch's own 2x2 average pooling, then the normalisation undone.
+    expected = torch.nn.functional.avg_pool2d(batch, 2) * torch.tensor(std).view(1, 3, 1, 1) * 255
+    expected = (expected + torch.tensor(mean).view(1, 3, 1, 1) * 255).clamp(0, 255).permute(0, 2, 3, 1)
+    pixels = batch_pixels(batch, mean, std)
+    assert pixels.shape == (4, 112, 112, 3)
+    assert np.allclose(pixels, expected.numpy(), atol=1e-3)
+    # Back to the photo's own colours, within the rounding of a 2x2 mean.
+    direct = np.stack(photos).astype(np.float32).reshape(4, 112, 2, 112, 2, 3).mean(axis=(2, 4))
+    assert np.abs(pixels - direct).max() < 0.01
+
+
 def test_a_photo_without_a_plain_backdrop_is_described_from_its_centre():
     rng = np.random.default_rng(0)
     busy = rng.integers(0, 255, size=(colour.SIDE, colour.SIDE, 3), dtype=np.uint8)
