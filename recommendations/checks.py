@@ -59,4 +59,48 @@ def check_settings(app_configs, **kwargs) -> list[Error]:
     if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
         message = f"RECOMMENDATIONS['IMAGE_SEARCH_CONCURRENCY'] must be a whole number ≥ 1, not {slots!r}."
         errors.append(Error(message, id="recommendations.E007"))
+    return errors + _recipe_errors()
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _recipe_errors() -> list[Error]:
+    errors = []
+    if app_setting("RECIPE") not in ("combined", "cnn"):
+        message = f"RECOMMENDATIONS['RECIPE'] must be 'combined' or 'cnn', not {app_setting('RECIPE')!r}."
+        errors.append(Error(message, id="recommendations.E008"))
+    weights = app_setting("RECIPE_WEIGHTS")
+    parts = ("cnn", "colour", "pattern")
+    if (
+        not isinstance(weights, dict)
+        or set(weights) - set(parts)
+        or not all(
+            isinstance(weights.get(part, 0), int | float) and weights.get(part, 0) >= 0 for part in parts
+        )
+        or not any(weights.get(part, 0) for part in parts)
+    ):
+        message = (
+            f"RECOMMENDATIONS['RECIPE_WEIGHTS'] = {weights!r} must map {', '.join(parts)} to numbers ≥ 0, "
+            "not all zero."
+        )
+        errors.append(Error(message, id="recommendations.E009"))
+    # pgvector's HNSW index takes halfvec up to 4,000 dimensions.
+    for name, low, high in (
+        ("ADAPT_DIMENSIONS", 8, 4000),
+        ("ADAPT_HIDDEN", 8, 16384),
+        ("ADAPT_EPOCHS", 1, 1000),
+        ("ADAPT_MIN_PRODUCTS", 2, 10**9),
+    ):
+        value = app_setting(name)
+        if not _whole(value, low, high):
+            message = f"RECOMMENDATIONS[{name!r}] must be a whole number from {low} to {high}, not {value!r}."
+            errors.append(Error(message, id="recommendations.E010"))
+    share = app_setting("ADAPT_VALIDATION_SHARE")
+    if not isinstance(share, int | float) or isinstance(share, bool) or not 0 < share < 1:
+        message = (
+            f"RECOMMENDATIONS['ADAPT_VALIDATION_SHARE'] must be a number between 0 and 1, not {share!r}."
+        )
+        errors.append(Error(message, id="recommendations.E011"))
     return errors

@@ -20,6 +20,19 @@ def test_each_bad_value_is_reported(settings):
     assert error_ids(settings, EXPLORE_MODE="random", EXPLORE_RATIO=1.5) == {"recommendations.E005"}
 
 
+def test_bad_recipe_and_adaptation_settings_are_reported(settings):
+    assert error_ids(settings, RECIPE="histogram") == {"recommendations.E008"}
+    assert error_ids(settings, RECIPE="combined", RECIPE_WEIGHTS={"cnn": 1, "hue": 2}) == {
+        "recommendations.E009"
+    }
+    assert error_ids(settings, RECIPE_WEIGHTS={"cnn": 0, "colour": 0}) == {"recommendations.E009"}
+    assert error_ids(settings, RECIPE_WEIGHTS={"cnn": 1, "colour": -1}) == {"recommendations.E009"}
+    assert error_ids(settings, RECIPE_WEIGHTS={"cnn": 1.0, "colour": 0.5}) == set()
+    assert error_ids(settings, ADAPT_DIMENSIONS=5000) == {"recommendations.E010"}
+    assert error_ids(settings, ADAPT_DIMENSIONS=256, ADAPT_EPOCHS=0) == {"recommendations.E010"}
+    assert error_ids(settings, ADAPT_EPOCHS=6, ADAPT_VALIDATION_SHARE=1.0) == {"recommendations.E011"}
+
+
 def test_message_lists_the_known_encoders(settings):
     settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "ENCODER": "vgg16"}
     (error,) = check_settings(None)
