@@ -470,6 +470,13 @@ def _write_space(
             )
 
 
+def record_failure(adaptation_id: int, error: BaseException) -> None:
+    """A run that broke: the reason where the admin reads it; the base space stays active."""
+    Adaptation.objects.filter(pk=adaptation_id).update(
+        status=Adaptation.Status.FAILED, message=f"{type(error).__name__}: {error}"[:2000], progress=""
+    )
+
+
 def _finish(
     adaptation: Adaptation, status: str, message: str, report: dict[str, Any], started: float
 ) -> Adaptation:

@@ -37,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
     # How a photo becomes a vector (recommendations.recipes): "combined" (the CNN's features with the
     # product's colour and pattern) or "cnn" (the CNN's features alone).
     "RECIPE": "combined",
-    # Weights of the combined vector's parts; their squares are each part's share of the cosine.
+    # Weights of the combined vector's parts; their squares are each part's share of the cosine. Chosen on
+    # labelled fashion photos (docs/benchmarks/looks-alike.md): kind and colour count about equally.
     "RECIPE_WEIGHTS": {"cnn": 1.0, "colour": 1.0, "pattern": 0.3},
     # Catalog adaptation (manage.py adapt_embeddings): the adapted space's dimensions, the projection's
     # hidden layer, training epochs, the share of labelled products held out to validate, and the fewest

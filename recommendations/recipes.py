@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from recommendations import colour
+from recommendations.conf import DEFAULTS
 from recommendations.encoder_registry import ENCODER_INFO
 
 RECIPE_VERSION = 1
@@ -31,13 +32,11 @@ COMBINED = "combined"
 ADAPTED = "adapted"
 KINDS = (CNN, COMBINED, ADAPTED)
 
-# Weights of the parts of a combined vector (squared, they are each part's share of the cosine). Chosen on
-# labelled fashion photos (docs/benchmarks.md, "Looks alike"): kind and colour count about equally.
-DEFAULT_PART_WEIGHTS = {"cnn": 1.0, "colour": 1.0, "pattern": 0.3}
-
 
 def combined_recipe(part_weights: Mapping[str, float] | None = None) -> dict[str, Any]:
-    weights = {**DEFAULT_PART_WEIGHTS, **(part_weights or {})}
+    """A combined recipe; parts missing from ``part_weights`` get RECOMMENDATIONS['RECIPE_WEIGHTS']'s
+    defaults (squared, the weights are each part's share of the cosine)."""
+    weights = {**DEFAULTS["RECIPE_WEIGHTS"], **(part_weights or {})}
     return {
         "kind": COMBINED,
         "version": RECIPE_VERSION,

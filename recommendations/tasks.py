@@ -151,9 +151,7 @@ def adapt_embeddings_task(adaptation_id: int) -> str:
         adaptation_service.run_adaptation(adaptation)
     except (OperationalError, InterfaceError):
         raise  # retried
-    except Exception as error:  # recorded where the admin reads it; the base space stays active
-        Adaptation.objects.filter(pk=adaptation_id).update(
-            status=Adaptation.Status.FAILED, message=f"{type(error).__name__}: {error}"[:2000], progress=""
-        )
+    except Exception as error:
+        adaptation_service.record_failure(adaptation_id, error)
         return Adaptation.Status.FAILED
     return adaptation.status

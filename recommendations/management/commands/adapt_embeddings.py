@@ -64,9 +64,7 @@ class Command(BaseCommand):
                 adaptation, progress=lambda text: self.stderr.write(f"  {text}")
             )
         except Exception as error:
-            Adaptation.objects.filter(pk=adaptation.pk).update(
-                status=Adaptation.Status.FAILED, message=f"{type(error).__name__}: {error}"[:2000]
-            )
+            adaptation_service.record_failure(adaptation.pk, error)
             raise CommandError(f"Adaptation failed: {error}") from error
         self.stdout.write(format_report(adaptation))
         if options["json"]:
