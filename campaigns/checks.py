@@ -9,7 +9,7 @@ from django.core.checks import Error, Warning, register
 
 from campaigns.conf import DEFAULTS, app_setting
 from lookalike import checks as catalog_checks  # noqa: F401  the LOOKALIKE checks
-from recommendations.ratelimit import parse_rate
+from recommendations.ratelimit import is_rate_or_none
 
 _POSITIVE = (
     "CACHE_TIMEOUT_S",
@@ -46,10 +46,7 @@ def check_settings(app_configs, **kwargs) -> list[Error | Warning]:
         problems.append(Error(message, id="campaigns.E003"))
     for name in ("LANDING_RATE", "CLICK_RATE", "EVENTS_RATE"):
         rate = app_setting(name)
-        try:
-            if rate is not None:
-                parse_rate(rate)
-        except (ValueError, AttributeError):
+        if not is_rate_or_none(rate):
             message = f"CAMPAIGNS[{name!r}] = {rate!r} is not a rate such as '120/minute' (or None)."
             problems.append(Error(message, id="campaigns.E004"))
     limits = app_setting("MAX_CONVERSIONS")

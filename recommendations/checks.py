@@ -10,7 +10,7 @@ from lookalike import checks as catalog_checks  # noqa: F401  the LOOKALIKE chec
 from recommendations.conf import app_setting
 from recommendations.encoder_registry import ENCODER_INFO
 from recommendations.profiles import STRATEGIES
-from recommendations.ratelimit import parse_rate
+from recommendations.ratelimit import is_rate_or_none
 
 RATE_SETTINGS = ("IMAGE_SEARCH_RATE", "SIMILAR_RATE", "PERSONAL_RATE")
 
@@ -49,10 +49,7 @@ def check_settings(app_configs, **kwargs) -> list[Error]:
         )
     for name in RATE_SETTINGS:
         rate = app_setting(name)
-        try:
-            if rate is not None:
-                parse_rate(rate)
-        except (ValueError, AttributeError):
+        if not is_rate_or_none(rate):
             message = f"RECOMMENDATIONS[{name!r}] = {rate!r} is not a rate such as '60/minute' (or None)."
             errors.append(Error(message, id="recommendations.E006"))
     slots = app_setting("IMAGE_SEARCH_CONCURRENCY")

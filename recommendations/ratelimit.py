@@ -69,6 +69,14 @@ def parse_rate(rate: str) -> Rate:
     return Rate(count=int(count), period_s=PERIODS_S[period.strip().lower()])
 
 
+def is_rate_or_none(value: object) -> bool:
+    """What a rate setting may hold: None (no limit) or a rate ``parse_rate`` reads; for system checks."""
+    try:
+        return value is None or bool(parse_rate(value))  # a non-string raises AttributeError
+    except (ValueError, AttributeError):
+        return False
+
+
 # One round trip, atomic: a counter that never got its expiry would block its client for good.
 _COUNT_SCRIPT = """
 local count = redis.call('INCR', KEYS[1])
