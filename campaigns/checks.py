@@ -44,6 +44,11 @@ def check_settings(app_configs, **kwargs) -> list[Error | Warning]:
     if app_setting("SESSION_COOKIE") == app_setting("ATTRIBUTION_COOKIE"):
         message = "CAMPAIGNS['SESSION_COOKIE'] and CAMPAIGNS['ATTRIBUTION_COOKIE'] must differ."
         problems.append(Error(message, id="campaigns.E003"))
+    for name in ("CREATIVE_CACHE_S", "STOCK_RECHECK_S"):
+        value = app_setting(name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            message = f"CAMPAIGNS[{name!r}] must be a number of seconds (0: off), not {value!r}."
+            problems.append(Error(message, id="campaigns.E006"))
     for name in ("LANDING_RATE", "CLICK_RATE", "EVENTS_RATE"):
         rate = app_setting(name)
         if not is_rate_or_none(rate):

@@ -16,6 +16,15 @@ DEFAULTS: dict[str, Any] = {
     # query): saving a campaign, a creative or an embedding space refreshes them at once; changes that send
     # no signal (QuerySet.update()) show within this. 0: a query on every request.
     "CREATIVE_CACHE_S": 5,
+    # A cached landing page's products are checked against the catalog (still there, still in stock) at
+    # most once per this many seconds per page, shared by all workers; stock changes saved through the ORM
+    # invalidate the page at once, this bounds how long a bulk QuerySet.update() that sends no signal can go
+    # unseen. 0: one query on every request.
+    "STOCK_RECHECK_S": 1,
+    # True when the shop's layout (LOOKALIKE["BASE_TEMPLATE"]) shows nothing that depends on the visitor (no
+    # basket, signed-in user, messages or CSRF token): it is then rendered once per worker, without the
+    # request, and only the cached blocks are put in it. False: rendered per request around them.
+    "CACHE_LAYOUT": False,
     # A reload within this window (same session, creative, event kind and product) is counted once.
     "DEDUP_WINDOW_S": 30 * 60,
     # How long after a click an add-to-cart or purchase is still credited to the campaign.

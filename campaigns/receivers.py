@@ -6,18 +6,21 @@ catalog app never imports this one. Cheap on purpose: the value of the stock fie
 product is loaded, and the global catalog version is bumped (after commit) only when it really changed.
 Bulk ``QuerySet.update()`` sends no signals and deletions are not listened to (a ``post_delete`` receiver
 would turn off Django's fast bulk delete); for both, the landing view re-checks that the products of a
-cached page still exist and are in stock before serving it.
+cached page still exist and are in stock before serving it (at most once per STOCK_RECHECK_S).
+A changed template or setting drops the landing layout rendered once per worker (CACHE_LAYOUT).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models.signals import post_delete, post_init, post_save
+from django.test.signals import setting_changed
+from django.utils.autoreload import file_changed
 
 from campaigns.models import Campaign, Creative
-from campaigns.services import bump_catalog_version, bump_setup_version
+from campaigns.services import CATALOG_VERSION_KEY, bump_setup_version
+from lookalike import versioned_cache
 from lookalike.catalog import product_field, product_model
 from recommendations.models import EmbeddingSpace
 
@@ -43,7 +46,7 @@ def stock_changed(sender: Any, instance: Any, created: bool, raw: bool = False, 
     now = instance.__dict__.get(field_name, _UNKNOWN)
     setattr(instance, _SNAPSHOT, now)
     if before is _UNKNOWN or before != now:
-        transaction.on_commit(bump_catalog_version)
+        versioned_cache.bump_after_commit(CATALOG_VERSION_KEY)
 
 
 _model = product_model()
@@ -61,3 +64,14 @@ def setup_changed(sender: Any, raw: bool = False, **kwargs: Any) -> None:
 for _sender in (Campaign, Creative, EmbeddingSpace):
     for _signal in (post_save, post_delete):
         _signal.connect(setup_changed, sender=_sender, dispatch_uid=f"campaigns.setup.{_sender._meta.label}")
+
+
+def layout_changed(**kwargs: Any) -> None:
+    from campaigns.views import _layout_shell
+
+    _layout_shell.cache_clear()
+
+
+# The development server reloads templates without a restart; tests change settings.
+file_changed.connect(layout_changed, dispatch_uid="campaigns.layout_file_changed")
+setting_changed.connect(layout_changed, dispatch_uid="campaigns.layout_setting_changed")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
+import re
+import secrets
 from urllib.parse import urlencode
 
 from django.core import signing
@@ -34,6 +38,7 @@ from recommendations.ratelimit import rate_limited
 # Replaced per request with the visit's UTM parameters and click ids, so one cached page serves all visits.
 PASSTHROUGH_MARKER = "__lookalike_passthrough__"
 MAX_EVENT_BODY_BYTES = 4096
+logger = logging.getLogger(__name__)
 CONVERSION_KINDS = (CampaignEvent.Kind.ADD_TO_CART, CampaignEvent.Kind.PURCHASE)
 
 
@@ -63,7 +68,8 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 @rate_limited("landing", lambda: app_setting("LANDING_RATE"))
 def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -> HttpResponse:
-    creative = cached_landing_creative(slug=slug, creative_slug=creative_slug)
+    page_keys = LandingKeys(slug=slug, creative_slug=creative_slug)
+    creative, prefetched = cached_landing_creative(slug=slug, creative_slug=creative_slug, also=page_keys.all)
     campaign = creative.campaign if creative else Campaign.objects.filter(slug=slug).first()
     if campaign is None:
         raise Http404("No such campaign.")
@@ -91,7 +97,13 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
             variant = tracking.FALLBACK
 
     parts = landing_html(
-        campaign=campaign, creative=creative, variant=variant, space_id=space_id, preview=preview
+        campaign=campaign,
+        creative=creative,
+        variant=variant,
+        space_id=space_id,
+        preview=preview,
+        keys=page_keys,
+        prefetched=prefetched,
     )
     html = render_landing_page(request, parts)
     query = escape("&" + urlencode(params)) if params else ""
@@ -110,21 +122,47 @@ def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -
     return _no_store(response)
 
 
-def cached_landing_creative(*, slug: str, creative_slug: str | None) -> Creative | None:
+class LandingKeys:
+    """Cache keys of one landing URL's pages, one per variant, and of their last stock check.
+
+    Keyed by the URL alone (the slugs, hashed: they come from the request, so the length stays bounded), so
+    the pages can be fetched in the creative lookup's round trip, before the campaign is known; each entry
+    carries ``landing_validator`` and is only used when that still matches.
+    """
+
+    def __init__(self, *, slug: str, creative_slug: str | None) -> None:
+        digest = hashlib.blake2b(repr((slug, creative_slug)).encode(), digest_size=16).hexdigest()
+        self.creative = f"campaigns:landing-creative:{digest}"
+        self._prefix = f"campaigns:landing:{digest}"
+        cached_variants = (tracking.VISUAL, tracking.CONTROL)
+        self.all = [services.CATALOG_VERSION_KEY] + [
+            key for variant in cached_variants for key in (self.page(variant), self.checked(variant))
+        ]
+
+    def page(self, variant: str) -> str:
+        return f"{self._prefix}:{variant}"
+
+    def checked(self, variant: str) -> str:
+        return f"{self._prefix}:{variant}:stock-checked"
+
+
+def cached_landing_creative(
+    *, slug: str, creative_slug: str | None, also: list[str] | None = None
+) -> tuple[Creative | None, dict | None]:
     """``selectors.landing_creative`` from the cache while no campaign, creative or space was saved (one Redis
-    round trip instead of a query: half of a cached landing page's time), at most CREATIVE_CACHE_S."""
+    round trip instead of a query), at most CREATIVE_CACHE_S; with the entries under ``also`` fetched in the
+    same round trip (None when the cache is off)."""
     timeout_s = app_setting("CREATIVE_CACHE_S")
     if not timeout_s:
-        return selectors.landing_creative(slug=slug, creative_slug=creative_slug)
-    digest = hashlib.blake2b(repr((slug, creative_slug)).encode(), digest_size=16).hexdigest()
-    key = f"campaigns:landing-creative:{digest}"  # the slugs come from the URL: hashed, bounded length
-    return versioned_cache.cached(
+        return selectors.landing_creative(slug=slug, creative_slug=creative_slug), None
+    return versioned_cache.cached_with(
         services.SETUP_VERSION_KEY,
-        key,
+        LandingKeys(slug=slug, creative_slug=creative_slug).creative,
         lambda: selectors.landing_creative(slug=slug, creative_slug=creative_slug),
         timeout_s=timeout_s,
         # Unknown slugs are not cached: nothing for a client to fill the cache with.
         keep=lambda creative: creative is not None,
+        also=also or (),
     )
 
 
@@ -135,6 +173,11 @@ PART_SEPARATOR = "<!--lookalike:part-->"
 
 def render_landing_page(request: HttpRequest, parts: str) -> str:
     title, head, content = parts.split(PART_SEPARATOR)
+    shell = _layout_shell(base_template()) if app_setting("CACHE_LAYOUT") else None
+    if shell is not None:
+        # Rendering the layout was a third of a cached page's time; joining strings costs nothing.
+        before_title, before_head, before_content, after = shell
+        return "".join((before_title, title, before_head, head, before_content, content, after))
     return render_to_string(
         "campaigns/landing_page.html",
         {
@@ -148,35 +191,75 @@ def render_landing_page(request: HttpRequest, parts: str) -> str:
     )
 
 
-def landing_cache_key(*, campaign: Campaign, creative: Creative, variant: str, space_id: int | None) -> str:
-    """Changes with the campaign, the creative (and its vector), the variant and the active space. The
-    catalog's stock version is stored with the page instead, so one round trip fetches both."""
-    updated_ms = int(creative.updated_at.timestamp() * 1000)
-    return (
-        f"campaigns:landing:{campaign.pk}:{campaign.version}:{creative.pk}:{updated_ms}:{variant}:{space_id}"
+@functools.lru_cache(maxsize=8)
+def _layout_shell(template_name: str) -> tuple[str, str, str, str] | None:
+    """The shop's layout around the three blocks, rendered once per worker without a request (CACHE_LAYOUT):
+    the text before the title, before the head block, before the content and after it. None when the layout
+    does not show the three blocks once each, in that order (it is then rendered per request)."""
+    markers = [f"<!--lookalike:{name}:{secrets.token_hex(8)}-->" for name in ("title", "head", "content")]
+    html = render_to_string(
+        "campaigns/landing_page.html",
+        {
+            "base_template": template_name,
+            "title_html": mark_safe(markers[0]),
+            "head_html": mark_safe(markers[1]),
+            "content_html": mark_safe(markers[2]),
+        },
     )
+    pieces = re.split("|".join(markers), html)
+    found = re.findall("|".join(markers), html)
+    if found != markers:
+        logger.warning(
+            "%s does not show the title, head and content blocks in order: not cached.", template_name
+        )
+        return None
+    before_title, before_head, before_content, after = pieces
+    return before_title, before_head, before_content, after
+
+
+def landing_validator(*, campaign: Campaign, creative: Creative, variant: str, space_id: int | None) -> str:
+    """Changes with the campaign, the creative (and its vector), the variant and the active space. The
+    catalog's stock version is stored with the page beside it."""
+    updated_ms = int(creative.updated_at.timestamp() * 1000)
+    return f"{campaign.pk}:{campaign.version}:{creative.pk}:{updated_ms}:{variant}:{space_id}"
 
 
 def landing_html(
-    *, campaign: Campaign, creative: Creative, variant: str, space_id: int | None, preview: bool
+    *,
+    campaign: Campaign,
+    creative: Creative,
+    variant: str,
+    space_id: int | None,
+    preview: bool,
+    keys: LandingKeys,
+    prefetched: dict | None = None,
 ) -> str:
     """The page's blocks (``render_landing_page`` puts them in the shop's layout), from the cache when the
     catalog's stock has not changed since and its products are all still available; fallback pages and
-    previews are never cached (they change as soon as the creative is embedded, or as the marketer edits)."""
+    previews are never cached (they change as soon as the creative is embedded, or as the marketer edits).
+    ``prefetched``: the entries of ``keys.all``, when the caller has fetched them already."""
     cacheable = not preview and variant != tracking.FALLBACK
-    key = landing_cache_key(campaign=campaign, creative=creative, variant=variant, space_id=space_id)
+    validator = landing_validator(campaign=campaign, creative=creative, variant=variant, space_id=space_id)
     version = None
     if cacheable:
-        found = cache.get_many([services.CATALOG_VERSION_KEY, key])
+        page_key, checked_key = keys.page(variant), keys.checked(variant)
+        found = prefetched if prefetched is not None else cache.get_many(keys.all)
         version = found.get(services.CATALOG_VERSION_KEY)
-        cached = found.get(key)
+        cached = found.get(page_key)
         if version is None:
             version = services.catalog_version()
-        elif cached is not None and cached[0] == version:
-            _, html, product_ids = cached
-            # Bulk stock updates send no signals: never send ad traffic to sold-out or deleted products.
+        elif cached is not None and cached[:2] == (validator, version):
+            _, _, html, product_ids = cached
+            if found.get(checked_key) == (validator, version):
+                return html
+            # Bulk stock updates send no signals: ad traffic must not land on sold-out or deleted products
+            # for longer than STOCK_RECHECK_S. The query was most of a cached page's cost, so all workers
+            # share one check per page and window.
             available = selectors.available_count(product_ids, in_stock_only=campaign.in_stock_only)
             if available == len(set(product_ids)):
+                recheck_s = app_setting("STOCK_RECHECK_S")
+                if recheck_s:
+                    cache.set(checked_key, (validator, version), timeout=recheck_s)
                 return html
     space = EmbeddingSpace.objects.filter(pk=space_id).first() if space_id else None
     if variant == tracking.VISUAL:
@@ -197,8 +280,8 @@ def landing_html(
         },
     )
     if cacheable:
-        value = (version, html, [item.product_id for item in items])
-        cache.set(key, value, timeout=app_setting("CACHE_TIMEOUT_S"))
+        value = (validator, version, html, [item.product_id for item in items])
+        cache.set(keys.page(variant), value, timeout=app_setting("CACHE_TIMEOUT_S"))
     return html
 
 

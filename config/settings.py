@@ -232,6 +232,9 @@ RECOMMENDATIONS: dict[str, object] = {
     "WEIGHTS": os.environ.get("LOOKALIKE_WEIGHTS", "DEFAULT"),
 }
 SCRAPER: dict[str, object] = {}
+# The bundled shop's layout (templates/base.html) shows nothing per visitor, so landing pages are cached
+# with it (docs/campaigns.md, "Caching").
+CAMPAIGNS: dict[str, object] = {"CACHE_LAYOUT": True}
 
 LOGIN_URL = "/admin/login/"
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 
-from lookalike import catalog
+from lookalike import catalog, versioned_cache
 from recommendations import cache, services
 from recommendations.models import EmbeddingSpace
 
@@ -59,9 +58,9 @@ def queue_embedding(sender: Any, instance: Any, created: bool, raw: bool = False
 
 def catalog_changed(sender: Any, raw: bool = False, **kwargs: Any) -> None:
     """A product (title, price, stock), an image or the active space changed: cached similar items are
-    stale (one Redis INCR per saved row, after the commit)."""
+    stale (one Redis INCR after the commit, however many rows it wrote)."""
     if not raw:
-        transaction.on_commit(cache.bump_catalog_version)
+        versioned_cache.bump_after_commit(cache.CATALOG_VERSION_KEY)
 
 
 _model = catalog.image_model()

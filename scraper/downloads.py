@@ -21,7 +21,7 @@ from scraper.parsers import ImageInfo, ImageRejected, inspect_image
 from scraper.sources import Failure
 
 # Images stored per transaction: small enough that the first ones land while the rest download.
-STORE_GROUP = 32
+STORE_GROUP = 128
 
 
 @dataclass
@@ -103,7 +103,7 @@ def _fetch(writer: CatalogWriter, client: GuardedClient, url: str, max_pixels: i
     """In a pool thread: download, check, hash and (content-addressed names) write the file."""
     try:
         result: FetchResult = client.get(url, kind="image")  # checked: an image, within the caps, decodable
-        info = inspect_image(result.content, max_pixels=max_pixels)
+        info = result.image or inspect_image(result.content, max_pixels=max_pixels)
     except FetchError as error:
         return error
     except ImageRejected as error:  # only if the client was told not to check images
@@ -125,7 +125,12 @@ def _store_group(
     *,
     retry_later: bool,
 ) -> None:
-    new_shas = [r.sha256 for _, r in group if isinstance(r, _Fetched) and r.sha256 not in known_files]
+    # Files stored under content-addressed names are shared by name already: only others need the look-up.
+    new_shas = [
+        r.sha256
+        for _, r in group
+        if isinstance(r, _Fetched) and r.file_name is None and r.sha256 not in known_files
+    ]
     known_files.update(writer.stored_images_by("sha256", new_shas))
     try:
         with transaction.atomic(), writer.batched_writes():

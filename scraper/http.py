@@ -50,7 +50,7 @@ from .netguard import (
     resolve_public_addresses,
 )
 from .parsers import detect_feed_format
-from .parsers.image_folder import ImageRejected, ImageTooLarge, inspect_image, sniff_image_type
+from .parsers.image_folder import ImageInfo, ImageRejected, ImageTooLarge, inspect_image, sniff_image_type
 from .robots import RobotsCache, RobotsRules
 
 if TYPE_CHECKING:
@@ -170,6 +170,7 @@ class FetchResult:
     attempts: int = 1  # requests sent, redirect hops and retries included
     waits_s: tuple[float, ...] = ()  # the sleeps before retries, in order
     redirects: tuple[str, ...] = ()  # the URLs redirected to, in order
+    image: ImageInfo | None = None  # kind="image": what the check found (type and size)
 
     @property
     def sniffed_type(self) -> str | None:
@@ -280,6 +281,10 @@ class GuardedClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
     def check_url(self, url: str) -> None:
         """Raise ``FetchRefused`` if the URL may not be fetched (scheme, credentials, address).
 
@@ -338,8 +343,11 @@ class GuardedClient:
                         status=response.status,
                         retry_after_s=parse_retry_after(response.headers.get("retry-after")),
                     )
-                if kind == "image":
+                image = (
                     self._check_image(response.content, response.headers, url=current)
+                    if kind == "image"
+                    else None
+                )
                 return FetchResult(
                     url=url,
                     final_url=current,
@@ -348,6 +356,7 @@ class GuardedClient:
                     content=response.content,
                     content_type=response.headers.get("content-type", "").split(";")[0].strip().lower(),
                     elapsed_s=time.monotonic() - started,
+                    image=image,
                     attempts=attempts.count,
                     waits_s=tuple(attempts.waits_s),
                     redirects=tuple(redirects),
@@ -479,7 +488,7 @@ class GuardedClient:
             retryable=False,
         )
 
-    def _check_image(self, content: bytes, headers: httpx.Headers, *, url: str) -> None:
+    def _check_image(self, content: bytes, headers: httpx.Headers, *, url: str) -> ImageInfo:
         if sniff_image_type(content) is None:
             declared = headers.get("content-type", "no Content-Type")
             raise FetchUnexpectedContent(
@@ -488,7 +497,9 @@ class GuardedClient:
                 url=url,
             )
         try:
-            inspect_image(content, max_pixels=self.policy.max_image_pixels, decode=self.policy.decode_images)
+            return inspect_image(
+                content, max_pixels=self.policy.max_image_pixels, decode=self.policy.decode_images
+            )
         except ImageTooLarge as error:
             raise FetchTooLarge(str(error), url=url) from None
         except ImageRejected as error:

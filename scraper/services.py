@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -27,7 +28,7 @@ from typing import IO, Any, Literal
 from urllib.parse import urlsplit
 
 from django.core.files import File
-from django.db import DatabaseError, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -155,6 +156,7 @@ def run_import(
             contextlib.ExitStack() as resources,
         ):
             run.client = client
+            resources.callback(run.wait_for_downloads)  # before the client closes, on every path
             source = open_source(started, client=client, limits=run.limits, resources=resources)
             run.consume(source.iter_records())
             run.source_read(full_sync=started.full_sync)
@@ -225,8 +227,13 @@ def retry_failed_rows(
         job.save()
     run = _ImportRun(job, images=images, on_progress=on_progress)
     try:
-        with leases.heartbeat(job.pk, run.token), build_client() as client:
+        with (
+            leases.heartbeat(job.pk, run.token),
+            build_client() as client,
+            contextlib.ExitStack() as resources,
+        ):
             run.client = client
+            resources.callback(run.wait_for_downloads)
             for source in _retry_sources(job, other_errors, client=client, limits=run.limits):
                 run.consume(source.iter_records())
             run.handle_images(_image_work_for_errors(run.writer, image_errors))
@@ -522,6 +529,10 @@ class _Tally:
     files: dict[str, models.Model] = field(default_factory=dict)  # sha256 → a row storing that file
 
 
+# Inline imports hand photos to their download thread in groups of at least this many (see _download).
+INLINE_PHOTOS_PER_HANDOVER = 500
+
+
 class _ImportRun:
     """The state of one pass over a source: the batch being built, counters not yet saved, the ids seen."""
 
@@ -547,6 +558,11 @@ class _ImportRun:
         self.warnings_changed = False
         self.currency = job_currency(job)
         self.guessed_currency = 0  # priced records whose currency the source did not give
+        # Inline images: one batch's photos download in a thread of their own while the next batch is read
+        # and written (see _download).
+        self._download_thread: ThreadPoolExecutor | None = None
+        self._downloading: Future[DownloadOutcome] | None = None
+        self._photo_backlog: list[ImageWork] = []
 
     def warn(self, text: str) -> None:
         if text not in self.warnings:
@@ -776,12 +792,57 @@ class _ImportRun:
             transaction.on_commit(partial(fetch_images_task.delay, job_id, items, 0, self.token))
 
     def _download(self, work: list[ImageWork]) -> None:
+        """Download photos (``images="inline"``).
+
+        Reading and writing the next products used to wait for the last photo of a batch, and downloads
+        waited for the writes. Now the two overlap: photos are handed, a few hundred at a time, to a thread
+        with its own database connection and catalog writer, and the import goes on; a hand-over first
+        waits for the previous one, so at most one is in flight, and the end of the walk waits for all. A
+        worker killed meanwhile loses nothing: a product's photos without rows are downloaded by the next
+        run. Inside the caller's transaction (tests, a caller's ``atomic``) another connection could not
+        see the new products, so photos are downloaded here, in this connection.
+        """
         if not work:
             return
         assert self.client is not None
+        if transaction.get_connection().in_atomic_block:
+            self.delta["images_queued"] += len(work)
+            threads = int(app_setting("DOWNLOAD_THREADS"))
+            self._take(download_images(self.writer, self.client, work, retry_later=False, threads=threads))
+            return
+        # Each hand-over ends with the download threads waiting for its slowest photo: few, large ones.
+        self._photo_backlog += work
+        if len(self._photo_backlog) >= INLINE_PHOTOS_PER_HANDOVER:
+            self._hand_over_photos()
+
+    def _hand_over_photos(self) -> None:
+        work, self._photo_backlog = self._photo_backlog, []
+        self.collect_downloads()
+        if not work or self.client is None or self.client.closed:
+            return  # the source failed and the client is gone: the next run downloads them
         self.delta["images_queued"] += len(work)
+        if self._download_thread is None:
+            self._download_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-images")
+        writer = catalog_writer(store=self.job.store)
         threads = int(app_setting("DOWNLOAD_THREADS"))
-        outcome = download_images(self.writer, self.client, work, retry_later=False, threads=threads)
+        self._downloading = self._download_thread.submit(
+            _download_in_thread, writer, self.client, work, threads=threads
+        )
+
+    def wait_for_downloads(self) -> None:
+        """Let the photos in flight finish (``collect_downloads`` takes their counts)."""
+        if self._downloading is not None:
+            wait([self._downloading])
+        if self._download_thread is not None:
+            self._download_thread.shutdown(wait=True)
+            self._download_thread = None
+
+    def collect_downloads(self) -> None:
+        if self._downloading is not None:
+            future, self._downloading = self._downloading, None
+            self._take(future.result())
+
+    def _take(self, outcome: DownloadOutcome) -> None:
         self.delta.update(outcome.counts)
         self.failures += [(failure, ImportRowError.Stage.IMAGE) for failure in outcome.failures]
 
@@ -898,12 +959,25 @@ class _ImportRun:
             self.guessed_currency = 0
 
     def _finish_walk(self, *, source_complete: bool) -> None:
+        self._hand_over_photos()
+        self.wait_for_downloads()
+        self.collect_downloads()
+        self._save_failures()
         self.note_guessed_currency()
         with contextlib.suppress(ImportCancelled):
             self._save_progress()
         ImportJob.objects.filter(**leases.this_run(self.job.pk, self.token)).update(
             source_complete=source_complete, message=self.job.message, walk_finished_at=timezone.now()
         )
+
+
+def _download_in_thread(
+    writer: CatalogWriter, client: GuardedClient, work: list[ImageWork], *, threads: int
+) -> DownloadOutcome:
+    try:
+        return download_images(writer, client, work, retry_later=False, threads=threads)
+    finally:
+        connections.close_all()  # this thread's connection only (they are per thread)
 
 
 # --- Image download tasks ----------------------------------------------------------------------------

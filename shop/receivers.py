@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models.signals import post_save
 
+from lookalike import versioned_cache
 from shop import storefront_cache
 from shop.models import Category, Product, ProductImage
 
 
 def catalog_changed(sender: Any, raw: bool = False, **kwargs: Any) -> None:
     if not raw:
-        transaction.on_commit(storefront_cache.bump_version)
+        versioned_cache.bump_after_commit(storefront_cache.VERSION_KEY)
 
 
 for _model in (Product, ProductImage, Category):

@@ -70,3 +70,9 @@ def create_product(
     if image is not None:
         add_image(product, jpeg_bytes() if image == b"default" else image)
     return product
+
+
+def stored_bytes(field_file) -> bytes:
+    """The bytes of a stored file, with the file closed again (``FieldFile.read()`` leaves it open)."""
+    with field_file.open("rb") as opened:
+        return opened.read()

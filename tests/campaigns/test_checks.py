@@ -17,3 +17,10 @@ def test_bad_values_are_reported(settings):
     }
     ids = sorted(problem.id for problem in check_settings(None))
     assert ids == ["campaigns.E001", "campaigns.E002", "campaigns.E003", "campaigns.W001"]
+
+
+def test_cache_windows_may_be_zero_but_not_negative(settings):
+    settings.CAMPAIGNS = {"CREATIVE_CACHE_S": 0, "STOCK_RECHECK_S": 0}
+    assert check_settings(None) == []
+    settings.CAMPAIGNS = {"CREATIVE_CACHE_S": -1, "STOCK_RECHECK_S": "1"}
+    assert [problem.id for problem in check_settings(None)] == ["campaigns.E006", "campaigns.E006"]

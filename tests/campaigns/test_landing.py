@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 from decimal import Decimal
 
 import numpy as np
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from campaigns.models import Campaign, CampaignEvent, ControlProduct, Creative, PinnedProduct
 from campaigns.services import catalog_version, save_creative
@@ -127,9 +130,13 @@ def test_page_is_cached_until_a_shown_product_goes_out_of_stock(
     assert shown_product_ids(shopper.get(url)) == [first.pk, third.pk]
 
 
-def test_bulk_stock_updates_without_signals_are_caught_on_a_cache_hit(vector_product, live_campaign, shopper):
+def test_bulk_stock_updates_without_signals_are_caught_on_a_cache_hit(
+    vector_product, live_campaign, shopper, settings
+):
     from shop.models import Product
 
+    # Checked on every request:
+    settings.CAMPAIGNS = {**getattr(settings, "CAMPAIGNS", {}), "STOCK_RECHECK_S": 0}
     first = vector_product(unit(1, 0, 0, 0))
     second = vector_product(unit(0.8, 0.6, 0, 0))
     third = vector_product(unit(0, 1, 0, 0))
@@ -138,6 +145,28 @@ def test_bulk_stock_updates_without_signals_are_caught_on_a_cache_hit(vector_pro
     assert shown_product_ids(shopper.get(url)) == [first.pk, second.pk]
 
     Product.objects.filter(pk=first.pk).update(in_stock=False)  # no signal, version unchanged
+    assert shown_product_ids(shopper.get(url)) == [second.pk, third.pk]
+
+
+def test_bulk_stock_updates_are_seen_within_the_recheck_window(
+    vector_product, live_campaign, shopper, settings
+):
+    from shop.models import Product
+
+    settings.CAMPAIGNS = {**getattr(settings, "CAMPAIGNS", {}), "STOCK_RECHECK_S": 1}
+    first = vector_product(unit(1, 0, 0, 0))
+    second = vector_product(unit(0.8, 0.6, 0, 0))
+    third = vector_product(unit(0, 1, 0, 0))
+    campaign = live_campaign(product_count=2)
+    url = f"/c/{campaign.slug}/"
+    assert shown_product_ids(shopper.get(url)) == [first.pk, second.pk]  # computed: nothing to check
+    assert shown_product_ids(shopper.get(url)) == [first.pk, second.pk]  # checked, then trusted for 1 s
+    with CaptureQueriesContext(connection) as queries:
+        assert shown_product_ids(shopper.get(url)) == [first.pk, second.pk]
+    assert not [query for query in queries.captured_queries if "shop_product" in query["sql"]]
+
+    Product.objects.filter(pk=first.pk).update(in_stock=False)  # no signal, version unchanged
+    time.sleep(1.2)  # the window is a Valkey expiry
     assert shown_product_ids(shopper.get(url)) == [second.pk, third.pk]
 
 
@@ -270,3 +299,54 @@ def test_a_cached_landing_creative_follows_the_campaign_and_its_deletion_at_once
     campaign.creatives.get().delete()
     assert shopper.get(url).status_code == 404
     assert shopper.get("/c/no-such-campaign/").status_code == 404
+
+
+@pytest.fixture
+def visitor_layout(settings, tmp_path):
+    """A shop layout that shows something of the visitor (here a request header), and one without a head
+    block, in a template folder of their own."""
+    (tmp_path / "visitor_base.html").write_text(
+        "<title>{% block title %}{% endblock %}</title>{% block head %}{% endblock %}"
+        '<p class="who">who={{ request.headers.x_who|default:"nobody" }}</p>'
+        "<main>{% block content %}{% endblock %}</main>"
+    )
+    (tmp_path / "headless_base.html").write_text(
+        "<title>{% block title %}{% endblock %}</title><main>{% block content %}{% endblock %}</main>"
+        "<p>who={{ request.headers.x_who }}</p>"
+    )
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path, *settings.TEMPLATES[0]["DIRS"]]}]
+    return lambda name: setattr(
+        settings, "LOOKALIKE", {**getattr(settings, "LOOKALIKE", {}), "BASE_TEMPLATE": name}
+    )
+
+
+@pytest.mark.parametrize("cache_layout", [True, False])
+def test_the_shops_layout_is_rendered_per_visitor_unless_cached(
+    vector_product, live_campaign, shopper, settings, visitor_layout, cache_layout
+):
+    product = vector_product(unit(1, 0, 0, 0))
+    campaign = live_campaign(product_count=1, headline="Summer polos")
+    settings.CAMPAIGNS = {**getattr(settings, "CAMPAIGNS", {}), "CACHE_LAYOUT": cache_layout}
+    visitor_layout("visitor_base.html")
+    url = f"/c/{campaign.slug}/?utm_source=ads"
+    for who in ("ann", "bob"):
+        response = shopper.get(url, headers={"X-Who": who})
+        page = response.content.decode()
+        assert re.search(r"<title>\s*Summer polos\s*</title>", page)
+        assert "campaign-hero" in page.split("<main>")[1]  # the content block inside the layout
+        assert shown_product_ids(response) == [product.pk]
+        assert "utm_source=ads" in page
+        # Cached: rendered once without a request, so nobody's header is in it.
+        assert f"who={who}" in page if not cache_layout else "who=nobody" in page
+
+
+def test_a_layout_without_the_three_blocks_is_rendered_per_request(
+    vector_product, live_campaign, shopper, settings, visitor_layout, caplog
+):
+    vector_product(unit(1, 0, 0, 0))
+    campaign = live_campaign(product_count=1, headline="Summer polos")
+    settings.CAMPAIGNS = {**getattr(settings, "CAMPAIGNS", {}), "CACHE_LAYOUT": True}
+    visitor_layout("headless_base.html")
+    page = shopper.get(f"/c/{campaign.slug}/", headers={"X-Who": "ann"}).content.decode()
+    assert "who=ann" in page and "campaign-hero" in page
+    assert "does not show the title, head and content blocks" in caplog.text

@@ -15,7 +15,7 @@ from recommendations import selectors, services
 from recommendations.imaging import BadImage, load_image
 from recommendations.models import EmbeddingSpace, ImageEmbedding, ProductEmbedding
 from shop.models import ProductImage
-from tests.factories import add_image, create_product
+from tests.factories import add_image, create_product, stored_bytes
 from tests.recommendations.embedding_helpers import (
     ENCODER,
     awkward_valid_images,
@@ -81,7 +81,7 @@ def test_images_become_unit_vectors_and_products_get_their_primary_image(store, 
     vectors = stored_vectors(space)
     assert set(vectors) == {front.pk, back.pk, side.pk}
     for image in (front, back, side):
-        expected = encoder.embed([load_image(image.image.read())])[0]
+        expected = encoder.embed([load_image(stored_bytes(image.image))])[0]
         np.testing.assert_allclose(vectors[image.pk], expected, atol=HALF_PRECISION)
         assert abs(np.linalg.norm(vectors[image.pk]) - 1) < HALF_PRECISION
     # The query vector of a product is its first image's; the digests are listed in position order.
@@ -191,7 +191,7 @@ def test_interrupted_run_resumes_without_duplicates(store, space):
     # Storage that fails part-way: the ninth file cannot be read (a directory stands where it was). Files
     # are read a few batches ahead of the model, so batches 1 and 2 (of 2 images) are written by then.
     path = images[8].image.path
-    saved = images[8].image.read()
+    saved = stored_bytes(images[8].image)
     os.remove(path)
     os.mkdir(path)
 

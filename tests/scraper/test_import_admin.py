@@ -14,7 +14,7 @@ from django.urls import reverse
 from scraper.models import ImportJob, ImportRowError
 from scraper.services import run_import
 from shop.models import Product, Store
-from tests.factories import jpeg_bytes
+from tests.factories import jpeg_bytes, stored_bytes
 
 ADD_URL = "/admin/scraper/importjob/add/"
 
@@ -116,7 +116,7 @@ def test_zip_of_photos_imports_one_product_per_photo_safely(
     assert dress.title == "Red wrap dress"
     assert [dress.category.parent.name, dress.category.name] == ["Women", "Dresses"]
     image = dress.images.get()
-    assert (image.status, image.width, image.image.read()) == ("stored", 64, red)
+    assert (image.status, image.width, stored_bytes(image.image)) == ("stored", 64, red)
     reasons = dict(ImportRowError.objects.filter(job=job).values_list("source_ref", "reason"))
     assert reasons["../escape.jpg"] == "path with '..' refused"
     assert reasons["catalog/notes.txt"].startswith("not an image")

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from scraper.models import ImportJob
 from shop.demo_catalog import generate_demo_catalog, write_demo_catalog
 from shop.models import Product, ProductImage, Store
+from tests.factories import stored_bytes
 
 
 @pytest.mark.django_db
@@ -33,7 +34,7 @@ def test_demo_catalog_csv_with_photos_beside_it_imports_with_the_command(tmp_pat
         assert product.in_stock == record.in_stock
         images = list(product.images.order_by("position"))
         assert [image.status for image in images] == [ProductImage.Status.STORED] * len(record.images)
-        assert [image.image.read() for image in images] == [image.draw() for image in record.images]
+        assert [stored_bytes(image.image) for image in images] == [image.draw() for image in record.images]
 
 
 @pytest.mark.django_db

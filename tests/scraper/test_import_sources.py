@@ -21,6 +21,7 @@ from scraper.downloads import download_images
 from scraper.models import ImportJob
 from scraper.services import request_cancel, retry_failed_rows, run_import, start_import
 from shop.models import Category, Product, ProductImage, Store
+from tests.factories import stored_bytes
 from tests.scraper.fixture_store import FixtureStore, png_pixel_bomb, run_fixture_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -230,7 +231,7 @@ def test_bad_images_are_recorded_on_the_image_and_in_the_log_and_no_product_is_l
         assert image.source_url == fixture_store.url(path)
         if reason is None:
             assert (image.status, image.failure_reason, image.width) == ("stored", "", 96), name
-            assert image.image.read()[:3] == b"\xff\xd8\xff"
+            assert stored_bytes(image.image)[:3] == b"\xff\xd8\xff"
         else:
             assert image.status == "failed" and not image.image, name
             assert reason in image.failure_reason, (name, image.failure_reason)
