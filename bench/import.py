@@ -105,6 +105,8 @@ def main() -> None:
     print()
     print(markdown_table(measurements, baseline="baseline: fetch pages + photos, no writes"))
     importing = next(m for m in measurements if m.name.startswith("import"))
+    baseline = measurements[0]
+    print(f"\nimport ÷ fetch-only: {importing.seconds / baseline.seconds:.2f}x (goal: at most 1.5x)")
     rates = f"{products / importing.seconds:,.0f} products/s, {images / importing.seconds:,.0f} images/s"
     print(f"\nimport: {rates}; {products:,} products in {importing.seconds / 60:.1f} min (goal: under 5 min)")
 
