@@ -82,7 +82,9 @@ DEFAULTS: dict[str, Any] = {
     # Images kept per product, in the source's order (the first is the main one).
     "MAX_IMAGES_PER_PRODUCT": 10,
     # --- Work sizes
-    "BATCH_SIZE": 100,  # records written per transaction (a killed import loses at most one batch)
+    # Records written per transaction (a killed import loses at most one batch): a Shopify page. Larger
+    # batches cost fewer queries per record (100 took 5 % longer on bench/import.py).
+    "BATCH_SIZE": 250,
     "IMAGE_TASK_CHUNK_SIZE": 50,  # image URLs per scraper.fetch_images task
     # Images downloaded at once by one import run in-process (--sync); the domain cap still applies.
     "DOWNLOAD_THREADS": 4,
