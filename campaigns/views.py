@@ -69,7 +69,7 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 @rate_limited("landing", lambda: app_setting("LANDING_RATE"))
 def landing(request: HttpRequest, slug: str, creative_slug: str | None = None) -> HttpResponse:
     page_keys = LandingKeys(slug=slug, creative_slug=creative_slug)
-    creative, prefetched = cached_landing_creative(slug=slug, creative_slug=creative_slug, also=page_keys.all)
+    creative, prefetched = cached_landing_creative(slug=slug, creative_slug=creative_slug, keys=page_keys)
     campaign = creative.campaign if creative else Campaign.objects.filter(slug=slug).first()
     if campaign is None:
         raise Http404("No such campaign.")
@@ -147,22 +147,23 @@ class LandingKeys:
 
 
 def cached_landing_creative(
-    *, slug: str, creative_slug: str | None, also: list[str] | None = None
+    *, slug: str, creative_slug: str | None, keys: LandingKeys | None = None
 ) -> tuple[Creative | None, dict | None]:
     """``selectors.landing_creative`` from the cache while no campaign, creative or space was saved (one Redis
-    round trip instead of a query), at most CREATIVE_CACHE_S; with the entries under ``also`` fetched in the
-    same round trip (None when the cache is off)."""
+    round trip instead of a query), at most CREATIVE_CACHE_S; with the page entries of ``keys.all`` fetched
+    in the same round trip (None when the cache is off)."""
     timeout_s = app_setting("CREATIVE_CACHE_S")
     if not timeout_s:
         return selectors.landing_creative(slug=slug, creative_slug=creative_slug), None
+    keys = keys or LandingKeys(slug=slug, creative_slug=creative_slug)
     return versioned_cache.cached_with(
         services.SETUP_VERSION_KEY,
-        LandingKeys(slug=slug, creative_slug=creative_slug).creative,
+        keys.creative,
         lambda: selectors.landing_creative(slug=slug, creative_slug=creative_slug),
         timeout_s=timeout_s,
         # Unknown slugs are not cached: nothing for a client to fill the cache with.
         keep=lambda creative: creative is not None,
-        also=also or (),
+        also=keys.all,
     )
 
 

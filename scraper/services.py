@@ -558,8 +558,8 @@ class _ImportRun:
         self.warnings_changed = False
         self.currency = job_currency(job)
         self.guessed_currency = 0  # priced records whose currency the source did not give
-        # Inline images: one batch's photos download in a thread of their own while the next batch is read
-        # and written (see _download).
+        # Inline images: photos download in a thread of their own, a few hundred at a time, while the next
+        # products are read and written (see _download).
         self._download_thread: ThreadPoolExecutor | None = None
         self._downloading: Future[DownloadOutcome] | None = None
         self._photo_backlog: list[ImageWork] = []
@@ -939,6 +939,9 @@ class _ImportRun:
     def stop(self) -> None:
         with contextlib.suppress(ImportCancelled):
             self.flush()
+        # Cancelled: photos not handed over yet stay undownloaded (and uncounted); the next import
+        # downloads them.
+        self._photo_backlog = []
         self._finish_walk(source_complete=False)
 
     def requeue(self, message: str, *, countdown_s: float) -> None:
