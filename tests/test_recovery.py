@@ -63,11 +63,12 @@ def start_worker(name: str, *, beat: bool, tmp_path: Path) -> subprocess.Popen:
     ]  # fmt: skip
     if beat:
         command += ["--beat", "--schedule", str(tmp_path / "beat-schedule")]
-    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - the worker writes to it until it stops
     # Its own process group: killing the group kills the pool's children too, as a crashed machine would.
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    # The worker writes to its own copy of the log's descriptor; this one is closed at once.
+    with open(tmp_path / f"{name}.log", "w") as log:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
