@@ -117,9 +117,10 @@ def _write_content_addressed(storage: FileSystemStorage, name: str, data: bytes)
     if os.path.exists(path):
         return name
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    if storage.directory_permissions_mode is not None:
-        os.chmod(directory, storage.directory_permissions_mode)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, exist_ok=True)
+        if storage.directory_permissions_mode is not None:  # as Storage.save sets it on what it creates
+            os.chmod(directory, storage.directory_permissions_mode)
     # One writer per thread and name at a time, so the thread's id makes the temporary name unique.
     temporary = os.path.join(directory, f".partial-{threading.get_ident()}-{os.path.basename(path)}")
     try:
