@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,22 +19,11 @@ from scraper.selectors import preview_import
 from scraper.services import run_import
 from shop.models import Product, Store
 from tests.factories import jpeg_bytes
-from tests.scraper.fixture_store import FixtureStore, run_fixture_store
+from tests.scraper.fixture_store import FixtureStore
 from tests.scraper.test_import_sources import expected_images, image_requests, import_file, import_url
 
 PRODUCT_COUNT = 12
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture
-def fixture_store() -> Iterator[FixtureStore]:
-    with run_fixture_store(product_count=PRODUCT_COUNT) as running:
-        yield running
-
-
-@pytest.fixture
-def shop(db) -> Store:
-    return Store.objects.create(name="Fixture store", currency="USD")
 
 
 # --- Variants ------------------------------------------------------------------------------------------

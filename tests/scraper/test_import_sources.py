@@ -8,11 +8,9 @@ every kind of bad image recorded on its image row with the reason, and nothing v
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from django.core.files.base import ContentFile
 
 from scraper.catalog import CatalogWriter, ImageWork
@@ -22,21 +20,10 @@ from scraper.models import ImportJob
 from scraper.services import request_cancel, retry_failed_rows, run_import, start_import
 from shop.models import Category, Product, ProductImage, Store
 from tests.factories import stored_bytes
-from tests.scraper.fixture_store import FixtureStore, png_pixel_bomb, run_fixture_store
+from tests.scraper.fixture_store import FixtureStore, png_pixel_bomb
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PRODUCT_COUNT = 24
-
-
-@pytest.fixture
-def fixture_store() -> Iterator[FixtureStore]:
-    with run_fixture_store(product_count=PRODUCT_COUNT) as running:
-        yield running
-
-
-@pytest.fixture
-def shop(db) -> Store:
-    return Store.objects.create(name="Fixture store", currency="USD")
 
 
 def import_url(shop: Store, url: str, *, kind: str = "auto", full_sync: bool = False, **options) -> ImportJob:
