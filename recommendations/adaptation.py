@@ -1,6 +1,6 @@
 """Catalog adaptation: learn an embedding space from the store's own catalog, validate it, activate it.
 
-What the catalog knows becomes training labels, per photo:
+What the catalog knows becomes training labels, per photo (``adaptation_labels``):
 
 - the product: several photos of one product are the strongest signal (a shopper wants them together);
 - the category (the ``category`` role), the colour (the ``colour`` role, or a colour attribute), and the
@@ -14,6 +14,7 @@ stays and the report says why (``Adaptation.report``).
 
 The CNN's trunk runs once over every photo (outputs cached on disk, float16); its tail and a projection
 train on the cache (``adaptation_model``), and the adapted vectors of all photos come from the same cache.
+The weights of the prototype pull (``adaptation_model``) are chosen on the validation photos too.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from lookalike import catalog
 from recommendations import recipes, services
+from recommendations.adaptation_labels import CatalogPhotos, Labels, catalog_photos, photo_labels
 from recommendations.conf import app_setting
 from recommendations.evaluation import exact_rankings, score_rankings
 from recommendations.models import Adaptation, EmbeddingSpace, ImageEmbedding, SpaceWeights
@@ -48,128 +49,12 @@ VALIDATION_K = 10
 # Category weighs most: on held-out fashion photos it raised same-kind precision without costing colour.
 LABEL_WEIGHTS = (1.0, 3.0, 1.0, 1.0)
 SAME_PRODUCT_K = 5
+# Candidate weights of the prototype pull (category, category + colour), tried on the held-out products;
+# the first with the best mean score wins, so no pull is kept when pulling does not help.
+PULL_CATEGORY = (0.0, 0.25, 0.5, 1.0, 2.0)
+PULL_CATEGORY_COLOUR = (0.0, 0.25, 0.5, 1.0)
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class CatalogPhotos:
-    """The embeddable photos of the catalog, their product and the labels their product carries."""
-
-    image_ids: list[int]
-    product_ids: list[int]
-    files: list[str]
-    category: dict[int, Any] = field(default_factory=dict)  # product id -> label
-    colour: dict[int, str] = field(default_factory=dict)
-    group: dict[int, str] = field(default_factory=dict)
-
-
-def _attribute_label(attributes: Any, names: Sequence[str]) -> str | None:
-    if not isinstance(attributes, dict):
-        return None
-    lowered = {str(key).lower(): value for key, value in attributes.items()}
-    for name in names:
-        value = lowered.get(name)
-        if isinstance(value, str | int) and str(value).strip():
-            return str(value).strip().lower()
-    return None
-
-
-def _role_labels(product_ids: list[int], role: str) -> dict[int, Any]:
-    if catalog.product_role(role) is None:
-        return {}
-    return {
-        pk: value for pk, value in catalog.role_values(product_ids, role).items() if value not in (None, "")
-    }
-
-
-def catalog_photos() -> CatalogPhotos:
-    """Every photo with a stored file of a listed product, with its product's labels."""
-    file_field = catalog.image_field("image") or "image"
-    product_attname = catalog.image_product_attname()
-    listed = catalog.products().filter(catalog.listed_q()).values("pk")
-    rows = list(
-        services.embeddable_images()
-        .filter(**{f"{product_attname}__in": listed})
-        .order_by("pk")
-        .values_list("pk", product_attname, file_field)
-    )
-    photos = CatalogPhotos(
-        image_ids=[row[0] for row in rows],
-        product_ids=[row[1] for row in rows],
-        files=[row[2] for row in rows],
-    )
-    product_ids = sorted(set(photos.product_ids))
-    photos.category = _role_labels(product_ids, "category")
-    photos.colour = {pk: str(value).lower() for pk, value in _role_labels(product_ids, "colour").items()}
-    photos.group = {pk: str(value) for pk, value in _role_labels(product_ids, "group").items()}
-    if catalog.product_role("attributes") is not None:
-        for pk, attributes in catalog.role_values(product_ids, "attributes").items():
-            colour = _attribute_label(attributes, app_setting("ADAPT_COLOUR_ATTRIBUTES"))
-            if colour and pk not in photos.colour:
-                photos.colour[pk] = colour
-            group = _attribute_label(attributes, app_setting("ADAPT_GROUP_ATTRIBUTES"))
-            if group and pk not in photos.group:
-                photos.group[pk] = group
-    return photos
-
-
-def _class_ids(values: Sequence[Any | None]) -> np.ndarray:
-    """Label values -> class ids 0..n-1, -1 where unknown."""
-    classes = {
-        value: index for index, value in enumerate(sorted({v for v in values if v is not None}, key=str))
-    }
-    return np.asarray(
-        [classes.get(value, -1) if value is not None else -1 for value in values], dtype=np.int64
-    )
-
-
-def _in_validation(key: str, share: float) -> bool:
-    # A digest, not random.shuffle: the same product stays on the same side in every run. Salted, so that
-    # a catalog split by a plain digest of the same keys elsewhere is not split again along the same line.
-    digest = int(hashlib.sha256(f"lookalike-validation:{key}".encode()).hexdigest()[:8], 16)
-    return digest % 10_000 < share * 10_000
-
-
-@dataclass
-class Labels:
-    product: np.ndarray  # per photo: class of its product when it has 2+ photos, else -1
-    category: np.ndarray
-    colour: np.ndarray
-    category_colour: np.ndarray
-    labelled: np.ndarray  # bool per photo: its product carries some label
-    validation: np.ndarray  # bool per photo: its product is held out
-
-
-def photo_labels(photos: CatalogPhotos, valid: np.ndarray, *, validation_share: float) -> Labels:
-    product_ids = photos.product_ids
-    counts: dict[int, int] = {}
-    for pk, ok in zip(product_ids, valid, strict=True):
-        if ok:
-            counts[pk] = counts.get(pk, 0) + 1
-    product = [pk if counts.get(pk, 0) >= 2 else None for pk in product_ids]
-    category = [photos.category.get(pk) for pk in product_ids]
-    colour = [photos.colour.get(pk) for pk in product_ids]
-    category_colour = [
-        f"{c}|{k}" if c is not None and k is not None else None for c, k in zip(category, colour, strict=True)
-    ]
-    labelled = np.asarray(
-        [
-            ok and (p is not None or c is not None or k is not None)
-            for ok, p, c, k in zip(valid, product, category, colour, strict=True)
-        ]
-    )
-    validation = np.asarray(
-        [_in_validation(photos.group.get(pk) or f"product:{pk}", validation_share) for pk in product_ids]
-    )
-    return Labels(
-        product=_class_ids(product),
-        category=_class_ids(category),
-        colour=_class_ids(colour),
-        category_colour=_class_ids(category_colour),
-        labelled=labelled,
-        validation=validation,
-    )
 
 
 def validation_metrics(vectors: np.ndarray, labels: Labels, rows: np.ndarray) -> dict[str, float]:
@@ -194,6 +79,41 @@ def validation_metrics(vectors: np.ndarray, labels: Labels, rows: np.ndarray) ->
         if evaluation.queries:
             results[name] = round(float(evaluation.micro[metric]), 4)
     return results
+
+
+def choose_pull(
+    model: Any, unpulled: np.ndarray, labels: Labels, rows: np.ndarray
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Set ``model``'s prototype pull to the candidate weights that score best on the held-out ``rows``.
+
+    ``unpulled`` holds their vectors before any pull. Returns the chosen weights and the scores with them.
+    The category and category + colour proxies of training are the prototypes.
+    """
+    import torch
+
+    category, category_colour = model.proxies[1], model.proxies[2]
+    vectors = torch.from_numpy(np.ascontiguousarray(unpulled, dtype=np.float32))
+    best: tuple[float, dict[str, float], dict[str, float]] | None = None
+    for weight_category in PULL_CATEGORY:
+        for weight_colour in PULL_CATEGORY_COLOUR:
+            model.set_pull([(category, weight_category), (category_colour, weight_colour)])
+            with torch.inference_mode():
+                pulled = model.pull(vectors).numpy()
+            scores = validation_metrics(pulled, labels, rows)
+            mean = float(np.mean(list(scores.values()))) if scores else 0.0
+            if best is None or mean > best[0] + 1e-9:
+                weights = {"category": weight_category, "category_colour": weight_colour}
+                best = (mean, weights, scores)
+    assert best is not None
+    _, weights, scores = best
+    model.set_pull([(category, weights["category"]), (category_colour, weights["category_colour"])])
+    return weights, scores
+
+
+def describe_pull(pull: dict[str, float]) -> str:
+    """Chosen pull weights in words, as the report shows them: "category 0.5, category + colour 0.25"."""
+    parts = [f"{name.replace('_', ' + ')} {weight:g}" for name, weight in pull.items() if weight]
+    return ", ".join(parts) or "none"
 
 
 def decide(base: dict[str, float], adapted: dict[str, float]) -> tuple[bool, str]:
@@ -349,6 +269,7 @@ def run_adaptation(adaptation: Adaptation, *, progress: Progress | None = None) 
             descriptor_dimensions=descriptors.shape[1],
             hidden=hidden,
             dimensions=dimensions,
+            trunk_channels=int(maps.shape[1]),
         )
         # Colour on its own would pull a red shirt towards red shoes: it is learned with the category where
         # both are known (category + colour), and alone only for products without a category.
@@ -364,11 +285,11 @@ def run_adaptation(adaptation: Adaptation, *, progress: Progress | None = None) 
             epochs=epochs,
             progress=lambda epoch, total, loss: say(f"training: epoch {epoch} / {total}, loss {loss:.3f}"),
         )
-        adapted_vectors = adaptation_model.embed_rows(model, data, validation_rows)
         base_vectors, covered = _base_vectors(base, [photos.image_ids[row] for row in validation_rows])
         report["validation_photos_scored"] = int(covered.sum())
         base_scores = validation_metrics(base_vectors[covered], labels, validation_rows[covered])
-        adapted_scores = validation_metrics(adapted_vectors[covered], labels, validation_rows[covered])
+        unpulled = adaptation_model.embed_rows(model, data, validation_rows[covered], pulled=False)
+        report["pull"], adapted_scores = choose_pull(model, unpulled, labels, validation_rows[covered])
         better, reason = decide(base_scores, adapted_scores)
         report.update(base=base_scores, adapted=adapted_scores, decision=reason)
         if not better:
@@ -392,6 +313,8 @@ def run_adaptation(adaptation: Adaptation, *, progress: Progress | None = None) 
             "version": recipes.RECIPE_VERSION,
             "dimensions": dimensions,
             "hidden": hidden,
+            "trunk_channels": model.trunk_channels,
+            "pull": [[count, weight] for count, weight in model.pull_sets],
             "descriptor": recipes.descriptor_layout(),
             "base_space": base.pk,
             "state_sha256": hashlib.sha256(blob).hexdigest()[:16],

@@ -4,7 +4,18 @@ Training (``train``) sees cached trunk outputs of the catalog's photos, their co
 and label columns (product, category, colour, ...). Each label column gets a cosine classifier with an
 additive margin over the normalised output (a proxy per label value): photos of one product are pulled to
 one point, products of one category and colour to one region, and the rest apart. The classifiers are
-thrown away after training; only the tail and the projection are kept.
+kept only as prototypes for the pull described below; the tail and the projection are kept.
+
+Two additions carry what frozen ImageNet features lose at the end of the network:
+
+- the trunk's own output, pooled, enters the projection beside the tail's: its mid-level channels still
+  hold colour and texture that the last blocks abstract away;
+- after projection, a vector is pulled towards the category (and category + colour) prototypes it
+  resembles: ``v + w * normalise(softmax(s * v @ P.T) @ P)``. A new product without a label then sits
+  near the products of the category the catalog taught, which a nearest-neighbour search alone does not
+  reach for the rare categories. The pull weights are chosen on held-out products (``adaptation``) and
+  recorded in the recipe; a pull costs a little same-product precision, so a catalog whose validation
+  says so gets none.
 """
 
 from __future__ import annotations
@@ -26,11 +37,17 @@ MARGIN = 0.1
 # The CNN part enters the projection as a unit vector times this, so it weighs like the standardised
 # descriptor columns do.
 CNN_INPUT_SCALE = 8.0
+# Sharpness of the prototype pull: a softmax over cosine similarities. Measured on held-out fashion photos
+# (frozen-feature runs): 8 pulled rare categories together better than 16-64, which snap to one prototype.
+PULL_SCALE = 8.0
 
 
 class AdaptedModel(nn.Module):
     descriptor_mean: torch.Tensor
     descriptor_std: torch.Tensor
+    trunk_mean: torch.Tensor
+    trunk_std: torch.Tensor
+    prototypes: torch.Tensor
 
     def __init__(
         self,
@@ -41,21 +58,31 @@ class AdaptedModel(nn.Module):
         descriptor_dimensions: int,
         hidden: int,
         dimensions: int,
+        trunk_channels: int = 0,
+        pull: Sequence[Sequence[float]] = (),
     ) -> None:
         super().__init__()
         self.trunk = trunk.eval().requires_grad_(False)
         self.tail = tail
         self.cnn_dimensions = cnn_dimensions
         self.dimensions = dimensions
+        self.trunk_channels = trunk_channels
         self.project = nn.Sequential(
             nn.Dropout(0.2),
-            nn.Linear(cnn_dimensions + descriptor_dimensions, hidden),
+            nn.Linear(cnn_dimensions + trunk_channels + descriptor_dimensions, hidden),
             nn.BatchNorm1d(hidden),
             nn.ReLU(),
             nn.Linear(hidden, dimensions),
         )
         self.register_buffer("descriptor_mean", torch.zeros(descriptor_dimensions))
         self.register_buffer("descriptor_std", torch.ones(descriptor_dimensions))
+        if trunk_channels:
+            self.register_buffer("trunk_mean", torch.zeros(trunk_channels))
+            self.register_buffer("trunk_std", torch.ones(trunk_channels))
+        # (count, weight) per prototype set, the sets stacked in one buffer.
+        self.pull_sets = [(int(count), float(weight)) for count, weight in pull]
+        self.register_buffer("prototypes", torch.zeros(sum(count for count, _ in self.pull_sets), dimensions))
+        self.proxies: list[torch.Tensor] = []  # per label column, after training
 
     @classmethod
     def from_state(cls, base: Any, recipe: Mapping[str, Any], state: Mapping[str, Any]) -> AdaptedModel:
@@ -69,6 +96,9 @@ class AdaptedModel(nn.Module):
             descriptor_dimensions=int(recipe["descriptor"]["colour"]) + int(recipe["descriptor"]["pattern"]),
             hidden=int(recipe["hidden"]),
             dimensions=int(recipe["dimensions"]),
+            # Spaces adapted before these parts existed have neither key and load as they were.
+            trunk_channels=int(recipe.get("trunk_channels", 0)),
+            pull=recipe.get("pull", ()),
         )
         missing, unexpected = model.load_state_dict(dict(state), strict=False)
         missing = [name for name in missing if not name.startswith("trunk.")]
@@ -84,11 +114,40 @@ class AdaptedModel(nn.Module):
             if not name.startswith("trunk.")
         }
 
+    def set_pull(self, sets: Sequence[tuple[torch.Tensor, float]]) -> None:
+        """Prototype sets (unit rows) and their weights; sets weighing 0 are dropped."""
+        kept = [(prototypes, float(weight)) for prototypes, weight in sets if weight > 0 and len(prototypes)]
+        self.pull_sets = [(len(prototypes), weight) for prototypes, weight in kept]
+        self.prototypes = (
+            torch.cat([prototypes.float() for prototypes, _ in kept])
+            if kept
+            else torch.zeros(0, self.dimensions)
+        )
+
+    def pull(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Unit vectors pulled towards the prototypes they resemble (unchanged without prototypes)."""
+        if not self.pull_sets:
+            return vectors
+        pulled = vectors
+        start = 0
+        for count, weight in self.pull_sets:
+            prototypes = self.prototypes[start : start + count].to(vectors.dtype)
+            start += count
+            mixture = F.softmax(PULL_SCALE * (vectors @ prototypes.T), dim=1) @ prototypes
+            pulled = pulled + weight * F.normalize(mixture, dim=1)
+        return F.normalize(pulled, dim=1)
+
+    def head_unpulled(self, maps: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+        """Trunk outputs + descriptors -> unit vectors, before the prototype pull (what training sees)."""
+        parts = [F.normalize(self.tail(maps).flatten(1), dim=1) * CNN_INPUT_SCALE]
+        if self.trunk_channels:
+            parts.append((maps.mean((2, 3)) - self.trunk_mean) / self.trunk_std)
+        parts.append((descriptors - self.descriptor_mean) / self.descriptor_std)
+        return F.normalize(self.project(torch.cat(parts, dim=1)), dim=1)
+
     def head(self, maps: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
         """Trunk outputs + descriptors -> unit vectors."""
-        cnn = F.normalize(self.tail(maps).flatten(1), dim=1) * CNN_INPUT_SCALE
-        side = (descriptors - self.descriptor_mean) / self.descriptor_std
-        return F.normalize(self.project(torch.cat([cnn, side], dim=1)), dim=1)
+        return self.pull(self.head_unpulled(maps, descriptors))
 
     def embed(self, batch: torch.Tensor, descriptors: np.ndarray) -> np.ndarray:
         device = next(self.project.parameters()).device
@@ -114,6 +173,17 @@ def _batch_maps(maps: np.ndarray, rows: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(restored)
 
 
+def _pooled_maps(maps: np.ndarray, rows: np.ndarray, chunk: int = 512) -> torch.Tensor:
+    """Spatial means of the cached trunk outputs of ``rows``, read a chunk at a time."""
+    pooled = [
+        torch.from_numpy(
+            np.asarray(maps[np.sort(rows[start : start + chunk])], dtype=np.float32).mean((2, 3))
+        )
+        for start in range(0, len(rows), chunk)
+    ]
+    return torch.cat(pooled) if pooled else torch.zeros(0, maps.shape[1])
+
+
 def train(
     model: AdaptedModel,
     data: TrainingData,
@@ -133,6 +203,10 @@ def train(
     train_descriptors = descriptors[torch.from_numpy(rows)]
     model.descriptor_mean.copy_(train_descriptors.mean(0))
     model.descriptor_std.copy_(train_descriptors.std(0) + 1e-3)
+    if model.trunk_channels:
+        pooled = _pooled_maps(data.maps, rows)
+        model.trunk_mean.copy_(pooled.mean(0))
+        model.trunk_std.copy_(pooled.std(0) + 1e-3)
     dimensions = model.dimensions
     labels = [torch.from_numpy(np.asarray(column, dtype=np.int64)) for column in data.labels]
     proxies = nn.ParameterList(
@@ -171,7 +245,7 @@ def train(
             flip = torch.rand(len(batch_rows), generator=generator) < 0.5
             maps[flip] = maps[flip].flip(-1)
             index = torch.from_numpy(batch_rows)
-            output = model.head(maps, descriptors[index])
+            output = model.head_unpulled(maps, descriptors[index])
             loss = output.new_zeros(())
             for column, weights, weight in zip(labels, proxies, data.label_weights, strict=True):
                 target = column[index]
@@ -190,14 +264,15 @@ def train(
             progress(epoch + 1, epochs, loss_value)
     model.eval()
     model.tail.requires_grad_(False)
+    model.proxies = [F.normalize(weights.detach(), dim=1) for weights in proxies]
     model.training_seconds = time.perf_counter() - started  # type: ignore[assignment]
     return model
 
 
 def embed_rows(
-    model: AdaptedModel, data: TrainingData, rows: np.ndarray, batch_size: int = 256
+    model: AdaptedModel, data: TrainingData, rows: np.ndarray, batch_size: int = 256, *, pulled: bool = True
 ) -> np.ndarray:
-    """Adapted vectors of ``rows`` from their cached trunk outputs."""
+    """Adapted vectors of ``rows`` from their cached trunk outputs (``pulled=False``: before the pull)."""
     outputs = []
     descriptors = torch.from_numpy(np.asarray(data.descriptors, dtype=np.float32))
     model.eval()
@@ -205,5 +280,6 @@ def embed_rows(
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             maps = _batch_maps(data.maps, chunk)
-            outputs.append(model.head(maps, descriptors[torch.from_numpy(chunk)]).numpy())
+            head = model.head if pulled else model.head_unpulled
+            outputs.append(head(maps, descriptors[torch.from_numpy(chunk)]).numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, model.dimensions), np.float32)

@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from lookalike import catalog
-from recommendations import services
+from recommendations import adaptation, services
 from recommendations.models import Adaptation, EmbeddingSpace, ImageEmbedding, ProductEmbedding
 
 EMBEDDED, FAILED = ImageEmbedding.Status.EMBEDDED, ImageEmbedding.Status.FAILED
@@ -185,8 +185,6 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
         permissions=["change"],
     )
     def adapt_to_catalog(self, request: HttpRequest, queryset: QuerySet[EmbeddingSpace]) -> None:
-        from recommendations import adaptation
-
         active = queryset.filter(state=EmbeddingSpace.State.ACTIVE).first()
         if active is None:
             messages.error(request, "Select the active space: adaptation learns from its catalog.")
@@ -237,6 +235,9 @@ class AdaptationAdmin(admin.ModelAdmin):
             "<li>{}: {}</li>",
             ((name.replace("_", " "), value) for name, value in run.report.items() if isinstance(value, int)),
         )
+        if run.report.get("pull"):
+            pull = adaptation.describe_pull(run.report["pull"])
+            counts = format_html("{}<li>prototype pull: {}</li>", counts, pull)
         return format_html(
             "<table><tr><th>metric</th><th>base</th><th>adapted</th></tr>{}</table><ul>{}</ul>", rows, counts
         )

@@ -250,6 +250,10 @@ def test_a_worker_adapts_the_space_and_activates_it_only_when_better(celery_work
     space = services.get_active_space()
     assert space is not None and space.pk == run.space_id and space.base_id == base.pk
     assert space.recipe["kind"] == recipes.ADAPTED and space.dimensions == 64
+    # The recipe says how to rebuild the model: trunk pooling and the pull chosen on the held-out products.
+    assert space.recipe["trunk_channels"] > 0
+    assert set(run.report["pull"]) == {"category", "category_colour"}
+    assert len(space.recipe["pull"]) == sum(1 for weight in run.report["pull"].values() if weight)
     embedded = ProductEmbedding.objects.filter(space=space).count()
     assert embedded == ProductEmbedding.objects.filter(space=base).count() > 0
     # A new photo goes into the adapted space through the ordinary pipeline: the worker rebuilds the adapted

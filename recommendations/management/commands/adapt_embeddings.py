@@ -93,5 +93,8 @@ def format_report(adaptation: Adaptation) -> str:
         lines.append(f"{'held-out metric':<32} {'base':>7} {'adapted':>8}")
         for name in adapted:
             lines.append(f"{name:<32} {base.get(name, float('nan')):>7.3f} {adapted[name]:>8.3f}")
+    if report.get("pull"):
+        pull = adaptation_service.describe_pull(report["pull"])
+        lines.append(f"prototype pull (chosen on the held-out products): {pull}")
     lines.append(f"{adaptation.get_status_display()}: {adaptation.message} ({report.get('seconds', 0)} s)")
     return "\n".join(lines)
