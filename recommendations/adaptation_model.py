@@ -3,8 +3,9 @@
 Training (``train``) sees cached trunk outputs of the catalog's photos, their colour + pattern descriptors
 and label columns (product, category, colour, ...). Each label column gets a cosine classifier with an
 additive margin over the normalised output (a proxy per label value): photos of one product are pulled to
-one point, products of one category and colour to one region, and the rest apart. The classifiers are
-kept only as prototypes for the pull described below; the tail and the projection are kept.
+one point, products of one category and colour to one region, and the rest apart. After training, the
+tail and the projection are kept, and of the classifiers only the weights that serve as the prototypes of
+the pull below.
 
 Two additions carry what frozen ImageNet features lose at the end of the network:
 
