@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -79,10 +80,15 @@ class Demo:
             self.lines.append(line.rstrip("\n"))
 
     def close(self) -> None:
-        """After the process ended: the rest of its output, and its pipe closed."""
+        """After the process ended: the rest of its output, and its pipe closed.
+
+        A child that outlived the demo may still hold the pipe open; closing it then would wait for the
+        reader forever, so it is left to the reader, which ends when the last child is stopped.
+        """
         self.reader.join(timeout=10)
         assert self.process.stdout is not None
-        self.process.stdout.close()
+        if not self.reader.is_alive():
+            self.process.stdout.close()
 
     @property
     def output(self) -> str:
@@ -230,7 +236,9 @@ def test_demo_serves_then_sigterm_ctrl_c_and_make_stop_leave_nothing_running(dem
         assert alive(started) == set(), describe(alive(started))
         assert not port_open(port)
     finally:
-        if demo.process.poll() is None:
-            demo.process.kill()
-            demo.process.wait(timeout=10)
+        # The demo's whole process group (it and the children it started), so that a failure above ends
+        # here with its message instead of waiting on a child that holds the output pipe.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.process.pid, signal.SIGKILL)
+        demo.process.wait(timeout=10)
         demo.close()
