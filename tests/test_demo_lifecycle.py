@@ -112,6 +112,19 @@ class Demo:
             pids.add(json.loads((self.var_dir / f"{server}.json").read_text())["pid"])
         return pids
 
+    def exit_code(self, timeout: float = 120) -> int:
+        """The demo's exit code once it ends; if it does not, fails with its output and what still runs."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                still = describe(alive(self.started_pids()))
+            except OSError as error:  # the demo's state file is gone
+                still = f"(unknown: {error})"
+            pytest.fail(
+                f"the demo did not end within {timeout}s; still running:\n{still}\n{self.output[-4000:]}"
+            )
+
     def run(self, *arguments: str) -> str:
         done = subprocess.run(
             [sys.executable, "-m", *arguments], cwd=ROOT, env=self.environment, capture_output=True, text=True
@@ -205,7 +218,7 @@ def test_demo_serves_then_sigterm_ctrl_c_and_make_stop_leave_nothing_running(dem
         started = demo.started_pids()
         assert len(alive(started)) >= 6  # demo, worker (+ pool), gunicorn (+ workers), postgres, valkey
         demo.process.send_signal(signal.SIGTERM)
-        assert demo.process.wait(timeout=120) == 0
+        assert demo.exit_code() == 0
         time.sleep(0.5)
         assert alive(started) == set(), describe(alive(started)) + "\n" + demo.output[-3000:]
         assert not port_open(port)
@@ -219,7 +232,7 @@ def test_demo_serves_then_sigterm_ctrl_c_and_make_stop_leave_nothing_running(dem
         demo.wait_for("The store is up")
         started = demo.started_pids()
         os.killpg(demo.process.pid, signal.SIGINT)
-        assert demo.process.wait(timeout=120) == 0
+        assert demo.exit_code() == 0
         demo.close()
         assert alive(started) == set(), describe(alive(started)) + "\n" + demo.output[-3000:]
         assert demo.output.count("Warm shutdown") == 1 and "Cold shutdown" not in demo.output
