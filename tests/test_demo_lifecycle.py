@@ -62,15 +62,22 @@ class Demo:
         )
         self.environment = environment
         self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "config.demo", "--port", str(port), "--catalog", str(catalog)],
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # a process group of its own, as a terminal gives `make demo`
-        )
+        # Ctrl-C with its default action, as in a terminal. A test run started in the background (`make test
+        # &`, a CI runner) ignores SIGINT, and an ignored signal stays ignored in the child: the demo would
+        # then, rightly for a background job, not stop on Ctrl-C.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "config.demo", "--port", str(port), "--catalog", str(catalog)],
+                cwd=ROOT,
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # a process group of its own, as a terminal gives `make demo`
+            )
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
