@@ -1,15 +1,18 @@
 """Image downloads for an import: fetched, verified and hashed in threads; stored in groups here.
 
-Downloads overlap with the database writes: while this thread stores the images that arrived, the pool
-keeps fetching the next ones (within the domain throttle). An image is downloaded once: nothing is
-fetched for a product that has the URL stored already, a URL stored for another product shares that
-row's file, and downloaded bytes whose sha256 is stored already share that file too.
+Downloads overlap with the database writes: while this thread stores the images that arrived, the
+download threads keep fetching the next ones (within the domain throttle). An image is downloaded once:
+nothing is fetched for a product that has the URL stored already, a URL stored for another product shares
+that row's file, and downloaded bytes whose sha256 is stored already share that file too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -81,26 +84,70 @@ def download_images(
     if not to_fetch:
         return outcome
     known_files: dict[str, models.Model] = {}  # sha256 → a stored row with that file
-    max_pixels = client.policy.max_image_pixels
-    with ThreadPoolExecutor(
-        max_workers=max(1, min(threads, len(to_fetch))), thread_name_prefix="images"
-    ) as pool:
-        futures = {pool.submit(_fetch, writer, client, url, max_pixels): url for url in to_fetch}
-        group: list[tuple[str, _Fetched | FetchError]] = []
-        for future in as_completed(futures):
-            group.append((futures[future], future.result()))
-            if len(group) >= STORE_GROUP or len(group) == len(futures):
+    group: list[tuple[str, _Fetched | FetchError]] = []
+    with contextlib.closing(_fetch_all(writer, client, list(to_fetch), threads=threads)) as fetched_all:
+        for url, fetched in fetched_all:
+            group.append((url, fetched))
+            if len(group) >= STORE_GROUP:
                 _store_group(
                     writer, outcome, group, to_fetch, failed_rows, known_files, retry_later=retry_later
                 )
                 group = []
-        if group:
-            _store_group(writer, outcome, group, to_fetch, failed_rows, known_files, retry_later=retry_later)
+    if group:
+        _store_group(writer, outcome, group, to_fetch, failed_rows, known_files, retry_later=retry_later)
     return outcome
 
 
+def _fetch_all(
+    writer: CatalogWriter, client: GuardedClient, urls: list[str], *, threads: int
+) -> Generator[tuple[str, _Fetched | FetchError], None, None]:
+    """``(url, result)`` for every URL, in the order the downloads finish, fetched by ``threads`` threads.
+
+    The threads take URLs from one queue and put results on another (C-level ``SimpleQueue``s): a
+    ``Future`` per photo, with its condition variable and ``as_completed``'s waiters, cost more of the
+    import's one busy core than storing the photo did. Leaving early (the caller raised) drops the URLs not
+    started yet and waits for the ones in flight.
+    """
+    todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[str, _Fetched | FetchError | BaseException]] = queue.SimpleQueue()
+    for url in urls:
+        todo.put(url)
+    max_pixels = client.policy.max_image_pixels
+
+    def work() -> None:
+        while True:
+            try:
+                url = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                result: _Fetched | FetchError | BaseException = _fetch(writer, client, url, max_pixels)
+            except BaseException as error:  # a bug, not a bad photo: the caller raises it
+                result = error
+            done.put((url, result))
+
+    workers = [
+        threading.Thread(target=work, name=f"images-{n}", daemon=True)
+        for n in range(max(1, min(threads, len(urls))))
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in urls:
+            url, result = done.get()
+            if isinstance(result, BaseException) and not isinstance(result, FetchError):
+                raise result
+            yield url, result
+    finally:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                todo.get_nowait()
+        for worker in workers:
+            worker.join()
+
+
 def _fetch(writer: CatalogWriter, client: GuardedClient, url: str, max_pixels: int) -> _Fetched | FetchError:
-    """In a pool thread: download, check, hash and (content-addressed names) write the file."""
+    """In a download thread: download, check, hash and (content-addressed names) write the file."""
     try:
         result: FetchResult = client.get(url, kind="image")  # checked: an image, within the caps, decodable
         info = result.image or inspect_image(result.content, max_pixels=max_pixels)

@@ -690,9 +690,12 @@ class _ImportRun:
             existing[record.external_id] = product
             written.append((record, product, outcome))
         writer.write_pending()  # the new products get their ids before their images are matched
-        images_by_product = writer.images_of([product.pk for _, product, _ in written])
+        # A product created just now has no images yet: only the others are looked up.
+        images_by_product = writer.images_of(
+            [product.pk for _, product, outcome in written if outcome != "created"]
+        )
         for record, product, outcome in written:
-            images_changed = self._sync_images(record, product, images_by_product[product.pk], tally)
+            images_changed = self._sync_images(record, product, images_by_product.get(product.pk, []), tally)
             tally.delta["updated" if images_changed and outcome == "unchanged" else str(outcome)] += 1
         return tally
 

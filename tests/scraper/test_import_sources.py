@@ -7,6 +7,7 @@ every kind of bad image recorded on its image row with the reason, and nothing v
 
 from __future__ import annotations
 
+import threading
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ from django.core.files.base import ContentFile
 
 from scraper.catalog import CatalogWriter, ImageWork
 from scraper.conf import build_client
-from scraper.downloads import download_images
+from scraper.downloads import _fetch_all, _Fetched, download_images
 from scraper.models import ImportJob
 from scraper.services import request_cancel, retry_failed_rows, run_import, start_import
 from shop.models import Category, Product, ProductImage, Store
@@ -293,6 +294,23 @@ def test_a_retryable_image_failure_is_deferred_for_a_later_task(
         outcome = download_images(CatalogWriter(store=shop), client, work, retry_later=True, threads=2)
     assert [item.url for item in outcome.deferred] == [url]
     assert not outcome.counts and not ProductImage.objects.exists()  # nothing recorded yet
+
+
+def test_downloads_stop_when_the_caller_stops_reading(fixture_store: FixtureStore, shop: Store) -> None:
+    # The store step raised (a database error, a cancelled job): the photos not started are dropped and
+    # the download threads end instead of fetching the rest for nobody.
+    names = [f"/img/navy-stop-{n}.jpg" for n in range(60)]
+    with build_client() as client:
+        results = _fetch_all(
+            CatalogWriter(store=shop), client, [fixture_store.url(n) for n in names], threads=2
+        )
+        url, first = next(results)
+        results.close()
+
+    assert isinstance(first, _Fetched) and first.info.width > 0
+    fetched = sum(fixture_store.request_count(name) for name in names)
+    assert 1 <= fetched < len(names)
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("images-")]
 
 
 # --- Sitemaps and Merchant feeds -----------------------------------------------------------------------
